@@ -1,0 +1,87 @@
+"""evioloop: a fast asyncio event loop on evio's Wait/iter dispatch.
+
+Layer 6, the package face. Ways in:
+
+    evioloop.run(main())                                   # like asyncio.run
+    asyncio.run(main(), loop_factory=evioloop.new_event_loop)   # 3.12+
+    with asyncio.Runner(loop_factory=evioloop.new_event_loop) as r: ...  # 3.11+
+    evioloop.install()  /  evioloop.EventLoopPolicy()     # legacy policies
+"""
+import asyncio
+import sys
+import warnings
+from asyncio import unix_events
+
+from ._core import Handle, TimerHandle
+from ._poller import BACKEND as _BACKEND
+from .loop import Loop
+
+__all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy',
+           'Handle', 'TimerHandle']
+__version__ = '0.1.0'
+
+
+def new_event_loop():
+    """Return a new evioloop event loop."""
+    return Loop()
+
+
+def run(main, *, debug=None):
+    """Run a coroutine on a new evioloop loop, as asyncio.run() does."""
+    if sys.version_info >= (3, 11):
+        with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return _run_310(main, debug=debug)
+
+
+def _run_310(main, *, debug=None):
+    # asyncio.run() of 3.10, with our loop: 3.10 has no asyncio.Runner.
+    from asyncio import coroutines, events, runners
+    if events._get_running_loop() is not None:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+    if not coroutines.iscoroutine(main):
+        raise ValueError(f"a coroutine was expected, got {main!r}")
+    loop = new_event_loop()
+    try:
+        events.set_event_loop(loop)
+        if debug is not None:
+            loop.set_debug(debug)
+        return loop.run_until_complete(main)
+    finally:
+        try:
+            runners._cancel_all_tasks(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            events.set_event_loop(None)
+            loop.close()
+
+
+def _warn_policy_deprecated(what):
+    # asyncio deprecates the policy system in 3.14; so do we, there.
+    if sys.version_info >= (3, 14):
+        warnings.warn(f"{what} is deprecated since Python 3.14 (asyncio deprecates "
+                      "event loop policies); use evioloop.run() or "
+                      "asyncio.Runner(loop_factory=evioloop.new_event_loop)",
+                      DeprecationWarning, stacklevel=3)
+
+
+class EventLoopPolicy(unix_events._UnixDefaultEventLoopPolicy):
+    """The legacy way in: an event loop policy whose loops are evioloop's."""
+
+    def __init__(self):
+        _warn_policy_deprecated('evioloop.EventLoopPolicy')
+        super().__init__()
+
+    _loop_factory = Loop
+
+    def __repr__(self):
+        return '<evioloop.EventLoopPolicy>'
+
+
+def install():
+    """Make evioloop the loop of asyncio's default policy (legacy)."""
+    _warn_policy_deprecated('evioloop.install()')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        asyncio.set_event_loop_policy(EventLoopPolicy())

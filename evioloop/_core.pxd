@@ -1,0 +1,102 @@
+# Layer 2: the loop core. Declarations shared with the transports (layer 3).
+from libc.stdint cimport uint32_t, uint64_t
+from cpython.object cimport PyObject
+
+from evioloop._poller cimport Poller, EVP_READ, EVP_WRITE
+
+
+cdef class Handle:
+    cdef readonly object _callback
+    cdef readonly object _args          # a tuple, or None once cancelled
+    cdef readonly object _context
+    cdef readonly object _loop
+    cdef readonly bint _cancelled
+    cdef public object _source_traceback
+    cdef object _repr
+    cdef object __weakref__
+
+    cdef int _run(self) except -1
+    cdef _report(self, exc, callback, args)
+
+
+cdef class TimerHandle(Handle):
+    cdef readonly double _when
+    cdef readonly bint _scheduled
+
+
+cdef struct TimerEntry:
+    double when
+    uint64_t seq          # ties on `when` fire in the order they were scheduled
+    PyObject *handle      # a strong reference to a TimerHandle
+
+
+cdef class FdOwner:
+    """The one object that owns a watched fd; the dispatch asks it for its next step."""
+    cdef readonly int fd
+    cdef uint32_t gen     # registration generation, packed into the poller's event data
+    cdef uint32_t mask    # interest currently registered with the poller (0: none)
+
+    cdef int on_ready(self, uint32_t mask) except -1
+
+
+cdef class FdWatch(FdOwner):
+    """add_reader/add_writer callbacks of one fd."""
+    cdef Handle reader
+    cdef Handle writer
+    cdef CoreLoop loop
+
+
+cdef class CoreLoop:
+    cdef Poller poller
+    cdef list owners              # fd -> FdOwner or None (evio's fdconns)
+    cdef uint32_t next_gen
+    cdef set stale_prev           # fds seen with a stale registration in the last wait
+    cdef set stale_now
+    cdef bint polling             # blocked (or about to block) in the kernel
+    cdef long pid                 # the process that created the loop
+
+    # the ready queue: a ring of strong references to Handles
+    cdef PyObject **ready
+    cdef Py_ssize_t ready_head
+    cdef Py_ssize_t ready_len
+    cdef Py_ssize_t ready_cap
+
+    # the timer heap
+    cdef TimerEntry *timers
+    cdef Py_ssize_t ntimers
+    cdef Py_ssize_t timers_cap
+    cdef Py_ssize_t ncancelled
+    cdef uint64_t timer_seq
+
+    # the names BaseEventLoop also uses; public so both sides see one value
+    cdef public bint _closed
+    cdef public bint _stopping
+    cdef public bint _debug
+    cdef public object _thread_id
+    cdef public double _clock_resolution
+    cdef public double slow_callback_duration
+    cdef public object _task_factory
+
+    cdef void clear_queues(self)
+    cdef double now(self)
+    cdef int push_ready(self, Handle h) except -1
+    cdef Handle new_handle(self, object callback, tuple args, object context)
+    cdef TimerHandle new_timer(self, double when, object callback, tuple args, object context)
+    cdef PyObject *pop_timer(self)
+    cdef int run_handle(self, Handle h) except -1
+    cdef int check_open(self) except -1
+
+    # the fd table: every verb keeps the table and the poller in step
+    cdef FdOwner owner_of(self, int fd)
+    cdef int register(self, FdOwner owner, uint32_t mask) except -1
+    cdef int modify(self, FdOwner owner, uint32_t mask) except -1
+    cdef int unregister(self, FdOwner owner) except -1
+    cdef add_watch(self, fileobj, callback, tuple args, uint32_t side)
+    cdef remove_watch(self, fileobj, uint32_t side)
+
+    cdef int run_once(self) except -1
+    cdef int dispatch(self, int n) except -1
+    cdef int note_stale(self, int fd, FdOwner owner) except -1
+    cdef int rebuild_poller(self) except -1
+    cdef int move_due_timers(self) except -1
+    cdef int drop_cancelled_timers(self) except -1

@@ -1,0 +1,841 @@
+# cython: language_level=3
+"""Layer 2: the loop core.
+
+evio's `Wait`/`iter` as an asyncio run loop. One iteration (`run_once`):
+
+  1. wait in the kernel; the timeout comes from the timer heap, zero when
+     callbacks are ready (or the loop is stopping);
+  2. hand every ready fd to its owner's next step (`FdOwner.on_ready`);
+  3. move due timers to the ready queue;
+  4. run the callbacks that are ready now; callbacks they schedule wait for
+     the next iteration.
+
+Notes from other threads (`call_soon_threadsafe`) and from signal handlers go
+straight onto the ready queue: every access to it happens under the GIL and
+none of them can release it midway, so the queue itself is the thread-safe
+note queue; the poller's trigger only wakes a loop that is blocked.
+"""
+cimport cython
+from libc.math cimport ceil
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+
+from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
+
+import os
+import sys
+import threading
+
+from asyncio import base_events as _base_events
+from asyncio import events as _events
+from asyncio import format_helpers as _format_helpers
+from asyncio import futures as _futures
+from asyncio import tasks as _tasks
+
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyContext_CopyCurrent()
+
+cdef object Future = _futures.Future
+cdef object Task = _tasks.Task
+cdef object _set_running_loop = _events._set_running_loop
+cdef object _get_running_loop = _events._get_running_loop
+cdef object _extract_stack = _format_helpers.extract_stack
+cdef object _format_callback_source = _format_helpers._format_callback_source
+# private in every version we support (3.10-3.13); repr() is a safe stand-in
+cdef object _format_handle = getattr(_base_events, '_format_handle', repr)
+cdef object _logger = _base_events.logger
+cdef object _getframe = sys._getframe
+cdef object _get_asyncgen_hooks = sys.get_asyncgen_hooks
+cdef object _set_asyncgen_hooks = sys.set_asyncgen_hooks
+cdef object _get_ident = threading.get_ident
+
+# As the stock loop: never block longer than a day (some kernels reject
+# larger timeouts), and compact the timer heap when cancelled timers are more
+# than half of it.
+cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600
+cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = 100
+cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
+
+
+# ---------------------------------------------------------------- handles
+
+@cython.freelist(256)
+cdef class Handle:
+    """asyncio.Handle: a callback with its arguments and context."""
+
+    def __init__(self, callback, args, loop, context=None):
+        # Only Python code constructs a Handle this way; the loop uses new_handle.
+        if context is None:
+            context = PyContext_CopyCurrent()
+        self._callback = callback
+        self._args = tuple(args) if args is not None else ()
+        self._loop = loop
+        self._context = context
+        if loop is not None and loop.get_debug():
+            self._source_traceback = _extract_stack(_getframe(1))
+
+    cdef int _run(self) except -1:
+        cdef object callback = self._callback
+        cdef object args = self._args
+        cdef object context = self._context
+        try:
+            PyContext_Enter(context)
+            try:
+                if args:
+                    callback(*args)
+                else:
+                    callback()
+            finally:
+                PyContext_Exit(context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._report(exc, callback, args)
+        return 0
+
+    cdef _report(self, exc, callback, args):
+        cb = _format_callback_source(callback, args)
+        context = {
+            'message': f'Exception in callback {cb}',
+            'exception': exc,
+            'handle': self,
+        }
+        if self._source_traceback:
+            context['source_traceback'] = self._source_traceback
+        self._loop.call_exception_handler(context)
+
+    def _repr_info(self):
+        info = [self.__class__.__name__]
+        if self._cancelled:
+            info.append('cancelled')
+        if self._callback is not None:
+            info.append(_format_callback_source(self._callback, self._args))
+        if self._source_traceback:
+            frame = self._source_traceback[len(self._source_traceback) - 1]
+            info.append(f'created at {frame[0]}:{frame[1]}')
+        return info
+
+    def __repr__(self):
+        if self._repr is not None:
+            return self._repr
+        return '<{}>'.format(' '.join(self._repr_info()))
+
+    def get_context(self):
+        return self._context
+
+    def cancel(self):
+        if not self._cancelled:
+            self._cancelled = True
+            if self._loop is not None and self._loop.get_debug():
+                # keep the callback's description for "Executing ... took" logs
+                self._repr = repr(self)
+            self._callback = None
+            self._args = None
+
+    def cancelled(self):
+        return self._cancelled
+
+
+cdef class TimerHandle(Handle):
+    """asyncio.TimerHandle: a Handle with a deadline on the loop's clock."""
+
+    def __init__(self, when, callback, args, loop, context=None):
+        Handle.__init__(self, callback, args, loop, context)
+        self._when = when
+
+    def _repr_info(self):
+        info = Handle._repr_info(self)
+        info.insert(2 if self._cancelled else 1, f'when={self._when}')
+        return info
+
+    def when(self):
+        return self._when
+
+    def cancel(self):
+        if not self._cancelled and self._scheduled and isinstance(self._loop, CoreLoop):
+            (<CoreLoop>self._loop).ncancelled += 1
+        Handle.cancel(self)
+
+    def __hash__(self):
+        return hash(self._when)
+
+    def __lt__(self, other):
+        if isinstance(other, TimerHandle):
+            return self._when < (<TimerHandle>other)._when
+        return NotImplemented
+
+    def __gt__(self, other):
+        if isinstance(other, TimerHandle):
+            return self._when > (<TimerHandle>other)._when
+        return NotImplemented
+
+    def __le__(self, other):
+        if isinstance(other, TimerHandle):
+            return self._when < (<TimerHandle>other)._when or self == other
+        return NotImplemented
+
+    def __ge__(self, other):
+        if isinstance(other, TimerHandle):
+            return self._when > (<TimerHandle>other)._when or self == other
+        return NotImplemented
+
+    def __eq__(self, other):
+        if isinstance(other, TimerHandle):
+            o = <TimerHandle>other
+            return (self._when == o._when and self._callback == o._callback
+                    and self._args == o._args and self._cancelled == o._cancelled)
+        return NotImplemented
+
+
+# ---------------------------------------------------------------- fd owners
+
+cdef class FdOwner:
+
+    def __cinit__(self, *args, **kwargs):
+        self.fd = -1
+
+    cdef int on_ready(self, uint32_t mask) except -1:
+        return 0
+
+    def _interest(self):
+        """The interest registered with the poller: 1 read, 2 write."""
+        return self.mask
+
+
+cdef class FdWatch(FdOwner):
+
+    def __cinit__(self, CoreLoop loop, int fd):
+        self.loop = loop
+        self.fd = fd
+
+    cdef int on_ready(self, uint32_t mask) except -1:
+        # Callbacks run right here, as evio's loopRead does, instead of taking
+        # a trip through the ready queue; what they schedule runs this iteration.
+        cdef Handle h
+        if mask & EVP_READ:
+            h = self.reader
+            if h is not None:
+                if h._cancelled:
+                    self.loop._remove_reader(self.fd)
+                else:
+                    self.loop.run_handle(h)
+        if mask & EVP_WRITE:
+            h = self.writer
+            if h is not None:
+                if h._cancelled:
+                    self.loop._remove_writer(self.fd)
+                else:
+                    self.loop.run_handle(h)
+        return 0
+
+    def __repr__(self):
+        return f'<FdWatch fd={self.fd} reader={self.reader!r} writer={self.writer!r}>'
+
+
+cdef inline int fileobj_to_fd(fileobj) except -1:
+    # selectors._fileobj_to_fd, with the same errors
+    cdef int fd
+    if isinstance(fileobj, int):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f"Invalid file object: {fileobj!r}") from None
+    if fd < 0:
+        raise ValueError(f"Invalid file descriptor: {fd}")
+    return fd
+
+
+cdef inline uint64_t pack(FdOwner owner):
+    return (<uint64_t>owner.gen << 32) | <uint32_t>owner.fd
+
+
+# ---------------------------------------------------------------- the loop
+
+cdef class CoreLoop:
+    """The compiled half of evioloop.Loop: run loop, queues, timers, fd table."""
+
+    def __cinit__(self, *args, **kwargs):
+        self.poller = Poller()
+        self.owners = []
+        self.pid = os.getpid()
+        self.ready_cap = 64
+        self.ready = <PyObject **>malloc(self.ready_cap * sizeof(PyObject *))
+        self.timers_cap = 64
+        self.timers = <TimerEntry *>malloc(self.timers_cap * sizeof(TimerEntry))
+        if self.ready is NULL or self.timers is NULL:
+            raise MemoryError()
+        self._clock_resolution = 1e-9
+        self.slow_callback_duration = 0.1
+
+    def __dealloc__(self):
+        self.clear_queues()
+        free(self.ready)
+        free(self.timers)
+        self.ready = NULL
+        self.timers = NULL
+
+    cdef void clear_queues(self):
+        cdef Py_ssize_t i
+        cdef PyObject *p
+        # Detach everything first, then release: a finalizer run by a release
+        # may schedule new callbacks, which then land in a consistent queue.
+        cdef list doomed = []
+        if self.ready is not NULL:
+            while self.ready_len:
+                p = self.ready[self.ready_head]
+                self.ready_head = (self.ready_head + 1) & (self.ready_cap - 1)
+                self.ready_len -= 1
+                doomed.append(<object>p)
+                Py_DECREF(<object>p)
+        if self.timers is not NULL:
+            for i in range(self.ntimers):
+                p = self.timers[i].handle
+                (<TimerHandle>p)._scheduled = False
+                doomed.append(<object>p)
+                Py_DECREF(<object>p)
+            self.ntimers = 0
+            self.ncancelled = 0
+        doomed.clear()
+
+    # -- time
+
+    cdef double now(self):
+        return evp_monotonic()
+
+    def time(self):
+        return evp_monotonic()
+
+    # -- the ready queue
+
+    cdef int push_ready(self, Handle h) except -1:
+        cdef PyObject **grown
+        cdef Py_ssize_t i, n
+        if self.ready_len == self.ready_cap:
+            n = self.ready_cap * 2
+            grown = <PyObject **>malloc(n * sizeof(PyObject *))
+            if grown is NULL:
+                raise MemoryError()
+            for i in range(self.ready_len):
+                grown[i] = self.ready[(self.ready_head + i) & (self.ready_cap - 1)]
+            free(self.ready)
+            self.ready = grown
+            self.ready_cap = n
+            self.ready_head = 0
+        Py_INCREF(h)
+        self.ready[(self.ready_head + self.ready_len) & (self.ready_cap - 1)] = <PyObject *>h
+        self.ready_len += 1
+        return 0
+
+    cdef Handle new_handle(self, object callback, tuple args, object context):
+        cdef Handle h = Handle.__new__(Handle)
+        h._callback = callback
+        h._args = args
+        h._loop = self
+        h._context = PyContext_CopyCurrent() if context is None else context
+        if self._debug:
+            h._source_traceback = _extract_stack(_getframe(0))
+        return h
+
+    cdef int check_open(self) except -1:
+        if self._closed:
+            raise RuntimeError('Event loop is closed')
+        return 0
+
+    def call_soon(self, callback, *args, context=None):
+        self.check_open()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_soon')
+        h = self.new_handle(callback, args, context)
+        self.push_ready(h)
+        return h
+
+    def _call_soon(self, callback, args, context):
+        h = self.new_handle(callback, tuple(args), context)
+        self.push_ready(h)
+        return h
+
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        self.check_open()
+        if self._debug:
+            self._check_callback(callback, 'call_soon_threadsafe')
+        h = self.new_handle(callback, args, context)
+        self.push_ready(h)
+        if self.polling:
+            self.poller.trigger()
+        return h
+
+    def _add_callback(self, handle):
+        """Queue an existing Handle (the stock loop's signal path uses this)."""
+        if not (<Handle?>handle)._cancelled:
+            self.push_ready(handle)
+
+    def _write_to_self(self):
+        """Wake the loop if it is blocked in the kernel (safe from any thread)."""
+        if self.polling:
+            self.poller.trigger()
+
+    # -- timers: a binary heap of (when, seq, handle) in C
+
+    cdef TimerHandle new_timer(self, double when, object callback, tuple args, object context):
+        cdef TimerHandle t = TimerHandle.__new__(TimerHandle)
+        cdef TimerEntry *grown
+        cdef Py_ssize_t i, parent
+        cdef TimerEntry e
+        t._callback = callback
+        t._args = args
+        t._loop = self
+        t._context = PyContext_CopyCurrent() if context is None else context
+        t._when = when
+        if self._debug:
+            t._source_traceback = _extract_stack(_getframe(0))
+        if self.ntimers == self.timers_cap:
+            grown = <TimerEntry *>realloc(self.timers, 2 * self.timers_cap * sizeof(TimerEntry))
+            if grown is NULL:
+                raise MemoryError()
+            self.timers = grown
+            self.timers_cap *= 2
+        e.when = when
+        e.seq = self.timer_seq
+        self.timer_seq += 1
+        e.handle = <PyObject *>t
+        Py_INCREF(t)
+        t._scheduled = True
+        # sift up
+        i = self.ntimers
+        self.ntimers += 1
+        while i > 0:
+            parent = (i - 1) >> 1
+            if not entry_lt(&e, &self.timers[parent]):
+                break
+            self.timers[i] = self.timers[parent]
+            i = parent
+        self.timers[i] = e
+        return t
+
+    cdef PyObject *pop_timer(self):
+        """Remove the earliest timer; the caller owns the returned reference."""
+        cdef PyObject *top = self.timers[0].handle
+        cdef TimerEntry last
+        cdef Py_ssize_t i = 0, child, n
+        self.ntimers -= 1
+        n = self.ntimers
+        if n > 0:
+            last = self.timers[n]
+            while True:
+                child = 2 * i + 1
+                if child >= n:
+                    break
+                if child + 1 < n and entry_lt(&self.timers[child + 1], &self.timers[child]):
+                    child += 1
+                if not entry_lt(&self.timers[child], &last):
+                    break
+                self.timers[i] = self.timers[child]
+                i = child
+            self.timers[i] = last
+        (<TimerHandle>top)._scheduled = False
+        return top
+
+    def call_at(self, when, callback, *args, context=None):
+        if when is None:
+            raise TypeError("when cannot be None")
+        self.check_open()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_at')
+        return self.new_timer(when, callback, args, context)
+
+    def call_later(self, delay, callback, *args, context=None):
+        if delay is None:
+            raise TypeError('delay must not be None')
+        self.check_open()
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, 'call_later')
+        return self.new_timer(self.now() + <double>delay, callback, args, context)
+
+    def _timer_handle_cancelled(self, handle):
+        if (<TimerHandle?>handle)._scheduled:
+            self.ncancelled += 1
+
+    cdef int drop_cancelled_timers(self) except -1:
+        cdef Py_ssize_t i, k = 0, n = self.ntimers
+        cdef list doomed
+        cdef PyObject *top
+        if (n > MIN_SCHEDULED_TIMER_HANDLES and
+                self.ncancelled > n * MIN_CANCELLED_TIMER_HANDLES_FRACTION):
+            # Rebuild the heap without the cancelled ones: keep the survivors
+            # in order (a sorted array is a heap), release the rest after.
+            doomed = []
+            for i in range(n):
+                if (<TimerHandle>self.timers[i].handle)._cancelled:
+                    (<TimerHandle>self.timers[i].handle)._scheduled = False
+                    doomed.append(<object>self.timers[i].handle)
+                    Py_DECREF(<object>self.timers[i].handle)
+                else:
+                    self.timers[k] = self.timers[i]
+                    k += 1
+            self.ntimers = k
+            self.ncancelled = 0
+            heapify(self.timers, k)
+            doomed.clear()
+        else:
+            while self.ntimers and (<TimerHandle>self.timers[0].handle)._cancelled:
+                self.ncancelled -= 1
+                top = self.pop_timer()
+                Py_DECREF(<object>top)
+        return 0
+
+    cdef int move_due_timers(self) except -1:
+        cdef double end = self.now() + self._clock_resolution
+        cdef PyObject *top
+        cdef TimerHandle t
+        while self.ntimers and self.timers[0].when <= end:
+            top = self.pop_timer()
+            t = <TimerHandle>top
+            Py_DECREF(t)
+            if t._cancelled:
+                self.ncancelled -= 1
+            else:
+                self.push_ready(t)
+        return 0
+
+    # -- the fd table
+
+    cdef FdOwner owner_of(self, int fd):
+        if fd < len(self.owners):
+            return <FdOwner>self.owners[fd]
+        return None
+
+    cdef int register(self, FdOwner owner, uint32_t mask) except -1:
+        cdef int fd = owner.fd
+        self.check_open()
+        if fd >= len(self.owners):
+            self.owners.extend([None] * (fd + 1 - len(self.owners)))
+        if self.owners[fd] is not None:
+            raise RuntimeError(f'fd {fd} is already watched by {self.owners[fd]!r}')
+        self.next_gen = (self.next_gen + 1) & 0xFFFFFFFF
+        owner.gen = self.next_gen
+        if mask:
+            self.poller.add(fd, mask, pack(owner))
+        owner.mask = mask
+        self.owners[fd] = owner
+        return 0
+
+    cdef int modify(self, FdOwner owner, uint32_t mask) except -1:
+        # Interest 0 takes the fd out of the kernel queue but keeps its owner:
+        # epoll reports errors and hang-ups even to an empty interest set, and
+        # a paused connection must not make the loop spin.
+        if mask == owner.mask:
+            return 0
+        if mask == 0:
+            self.poller.delete(owner.fd, owner.mask)
+        elif owner.mask == 0:
+            self.poller.add(owner.fd, mask, pack(owner))
+        else:
+            self.poller.mod(owner.fd, owner.mask, mask, pack(owner))
+        owner.mask = mask
+        return 0
+
+    cdef int unregister(self, FdOwner owner) except -1:
+        cdef int fd = owner.fd
+        if fd < len(self.owners) and self.owners[fd] is owner:
+            self.owners[fd] = None
+        if owner.mask and not self.poller.closed:
+            self.poller.delete(fd, owner.mask)
+        owner.mask = 0
+        return 0
+
+    def _watched_fds(self):
+        return [fd for fd, o in enumerate(self.owners) if o is not None]
+
+    def _owner(self, fd):
+        """The FdOwner of fd, or None (for tests and debugging)."""
+        return self.owner_of(fileobj_to_fd(fd))
+
+    # -- add_reader / add_writer as fd owners
+
+    def _add_reader(self, fd, callback, *args):
+        return self.add_watch(fd, callback, args, EVP_READ)
+
+    def _add_writer(self, fd, callback, *args):
+        return self.add_watch(fd, callback, args, EVP_WRITE)
+
+    def _remove_reader(self, fd):
+        return self.remove_watch(fd, EVP_READ)
+
+    def _remove_writer(self, fd):
+        return self.remove_watch(fd, EVP_WRITE)
+
+    cdef add_watch(self, fileobj, callback, tuple args, uint32_t side):
+        cdef int fd
+        cdef FdWatch w
+        cdef Handle old
+        self.check_open()
+        fd = fileobj_to_fd(fileobj)
+        h = self.new_handle(callback, args, None)
+        owner = self.owner_of(fd)
+        if owner is None:
+            w = FdWatch(self, fd)
+            if side == EVP_READ:
+                w.reader = h
+            else:
+                w.writer = h
+            self.register(w, side)
+            return h
+        if not isinstance(owner, FdWatch):
+            raise RuntimeError(f'File descriptor {fd} is used by {owner!r}')
+        w = <FdWatch>owner
+        self.modify(w, w.mask | side)
+        if side == EVP_READ:
+            old, w.reader = w.reader, h
+        else:
+            old, w.writer = w.writer, h
+        if old is not None:
+            old.cancel()
+        return h
+
+    cdef remove_watch(self, fileobj, uint32_t side):
+        cdef int fd
+        cdef FdWatch w
+        cdef Handle h
+        if self._closed:
+            return False
+        fd = fileobj_to_fd(fileobj)
+        owner = self.owner_of(fd)
+        if not isinstance(owner, FdWatch):
+            return False
+        w = <FdWatch>owner
+        if side == EVP_READ:
+            h, w.reader = w.reader, None
+        else:
+            h, w.writer = w.writer, None
+        if w.reader is None and w.writer is None:
+            self.unregister(w)
+        else:
+            self.modify(w, w.mask & ~side)
+        if h is None:
+            return False
+        h.cancel()
+        return True
+
+    # -- running
+
+    cdef int run_handle(self, Handle h) except -1:
+        cdef double t0, dt
+        if not self._debug:
+            return h._run()
+        self._current_handle = h
+        t0 = self.now()
+        try:
+            h._run()
+        finally:
+            dt = self.now() - t0
+            if dt >= self.slow_callback_duration:
+                _logger.warning('Executing %s took %.3f seconds', _format_handle(h), dt)
+            self._current_handle = None
+        return 0
+
+    cdef int run_once(self) except -1:
+        cdef int timeout_ms, n
+        cdef double dt
+        cdef Py_ssize_t ntodo
+        cdef PyObject *p
+        cdef Handle h
+
+        self.drop_cancelled_timers()
+        # The flag and the emptiness check happen under the GIL with nothing
+        # in between that could release it: a thread that queues a callback
+        # either runs before (we see it and do not block) or after (it sees
+        # `polling` and triggers the wake-up).
+        self.polling = True
+        if self.ready_len or self._stopping:
+            timeout_ms = 0
+        elif self.ntimers:
+            dt = self.timers[0].when - self.now()
+            if dt <= 0:
+                timeout_ms = 0
+            elif dt >= MAXIMUM_SELECT_TIMEOUT:
+                timeout_ms = <int>(MAXIMUM_SELECT_TIMEOUT * 1000)
+            else:
+                # round up: waking a little late costs nothing, early costs a spin
+                timeout_ms = <int>ceil(dt * 1000.0)
+        else:
+            timeout_ms = -1
+        try:
+            n = self.poller.wait(timeout_ms)
+        finally:
+            self.polling = False
+        if n:
+            self.dispatch(n)
+        self.move_due_timers()
+
+        ntodo = self.ready_len
+        while ntodo > 0:
+            ntodo -= 1
+            p = self.ready[self.ready_head]
+            self.ready_head = (self.ready_head + 1) & (self.ready_cap - 1)
+            self.ready_len -= 1
+            h = <Handle>p
+            Py_DECREF(h)
+            if not h._cancelled:
+                self.run_handle(h)
+        return 0
+
+    cdef int dispatch(self, int n) except -1:
+        cdef int i, fd
+        cdef uint32_t gen
+        cdef evp_event ev
+        cdef FdOwner owner
+        cdef object stale_prev = self.stale_prev
+        if stale_prev is not None:
+            self.stale_now = set()
+        for i in range(n):
+            ev = self.poller.p.out[i]
+            fd = <int>(ev.data & 0xFFFFFFFF)
+            gen = <uint32_t>(ev.data >> 32)
+            owner = self.owner_of(fd)
+            if owner is None or owner.gen != gen:
+                self.note_stale(fd, owner)
+            elif owner.mask:
+                owner.on_ready(ev.mask)
+        self.stale_prev = self.stale_now
+        self.stale_now = None
+        return 0
+
+    cdef int note_stale(self, int fd, FdOwner owner) except -1:
+        # An event from a registration the table no longer knows. Within one
+        # batch that is normal (a callback before it unregistered the fd);
+        # seen again after a wait, the registration outlived its fd number
+        # (closed behind our back while a duplicate lives) and would make the
+        # loop spin forever: only a fresh kernel queue drops it.
+        if self.stale_prev is not None and fd in self.stale_prev:
+            self.rebuild_poller()
+            return 0
+        if owner is None:
+            self.poller.delete(fd, EVP_READ | EVP_WRITE)
+        if self.stale_now is None:
+            self.stale_now = set()
+        self.stale_now.add(fd)
+        return 0
+
+    cdef int rebuild_poller(self) except -1:
+        cdef FdOwner owner
+        self.poller.reopen()
+        for owner in self.owners:
+            if owner is not None and owner.mask:
+                try:
+                    self.poller.add(owner.fd, owner.mask, pack(owner))
+                except OSError:
+                    # the fd is gone; its owner learns that on its next syscall
+                    owner.mask = 0
+        self.stale_now = None
+        self.stale_prev = None
+        return 0
+
+    def run_forever(self):
+        self._check_closed()
+        self._check_running()
+        if os.getpid() != self.pid:
+            raise RuntimeError(
+                f'this evioloop loop was created in process {self.pid} and '
+                f'cannot run in the forked child {os.getpid()}; create a new '
+                f'loop in the child (evioloop.new_event_loop())')
+        self._set_coroutine_origin_tracking(self._debug)
+        old_agen_hooks = _get_asyncgen_hooks()
+        self._thread_id = _get_ident()
+        _set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                            finalizer=self._asyncgen_finalizer_hook)
+        try:
+            _set_running_loop(self)
+            while True:
+                self.run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._thread_id = None
+            _set_running_loop(None)
+            self._set_coroutine_origin_tracking(False)
+            _set_asyncgen_hooks(*old_agen_hooks)
+
+    def _run_once(self):
+        """One iteration, for code that drives the loop by hand."""
+        self.run_once()
+
+    def stop(self):
+        self._stopping = True
+
+    def is_running(self):
+        return self._thread_id is not None
+
+    def is_closed(self):
+        return self._closed
+
+    def get_debug(self):
+        return self._debug
+
+    def _close_core(self):
+        """Drop the queued callbacks and timers, close the kernel queue."""
+        self.clear_queues()
+        for owner in self.owners:
+            if owner is not None:
+                (<FdOwner>owner).mask = 0
+        self.owners = []
+        self.poller.close()
+
+    # -- futures and tasks
+
+    def create_future(self):
+        return Future(loop=self)
+
+    def create_task(self, coro, *, name=None, context=None, **kwargs):
+        self.check_open()
+        if self._task_factory is not None or kwargs:
+            # the stock path: factories, and keywords of newer Pythons
+            # (3.10's create_task has no `context`, so pass it only when given)
+            if context is not None:
+                kwargs['context'] = context
+            return _base_events.BaseEventLoop.create_task(
+                self, coro, name=name, **kwargs)
+        if context is None:
+            return Task(coro, loop=self, name=name)
+        return Task(coro, loop=self, name=name, context=context)
+
+    # -- introspection for tests
+
+    def _evio_stats(self):
+        return {'ready': self.ready_len, 'timers': self.ntimers,
+                'cancelled_timers': self.ncancelled,
+                'watched_fds': sum(1 for o in self.owners if o is not None)}
+
+
+cdef inline bint entry_lt(TimerEntry *a, TimerEntry *b):
+    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
+
+
+cdef void heapify(TimerEntry *h, Py_ssize_t n):
+    cdef Py_ssize_t start, i, child
+    cdef TimerEntry e
+    start = n // 2 - 1
+    while start >= 0:
+        i = start
+        e = h[i]
+        while True:
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and entry_lt(&h[child + 1], &h[child]):
+                child += 1
+            if not entry_lt(&h[child], &e):
+                break
+            h[i] = h[child]
+            i = child
+        h[i] = e
+        start -= 1

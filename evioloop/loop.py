@@ -1,0 +1,162 @@
+"""Layer 4: the asyncio.AbstractEventLoop surface.
+
+`Loop` is the compiled core (`_core.CoreLoop`: run loop, ready queue, timer
+heap, fd table) joined with the stock Unix loop's Python API glue. The core
+comes first in the MRO, so everything on the hot path (call_soon, timers,
+run_forever, add_reader and friends) is compiled, while argument checking,
+name resolution, happy eyeballs, servers, `sock_*`, `sendfile`, signals,
+subprocesses, pipes, the executor and the exception handler come from
+CPython itself, version for version: asyncio's own behaviour is the spec, and
+this way each Python gets exactly its own.
+
+Those stock methods reach file descriptors only through `_add_reader`,
+`_remove_reader`, `_add_writer` and `_remove_writer`, which the core
+implements as fd owners in its dispatch; the stock loop's selector is never
+created (see `_FdTableView`).
+"""
+import asyncio
+import collections.abc
+import selectors
+import socket
+import sys
+import threading
+import warnings
+from asyncio import coroutines, unix_events
+
+from . import _core
+
+__all__ = ['Loop']
+
+
+class _FdTableView(selectors.BaseSelector):
+    """The loop's fd table, read-only, where stock code expects `loop._selector`.
+
+    The stock transports only look at it in `__repr__` (to print "polling" or
+    "idle"); registering through it would bypass the dispatch, so it refuses.
+    """
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def _refuse(self, *args, **kwargs):
+        raise RuntimeError('evioloop watches fds through its own fd table; '
+                           'use loop.add_reader()/add_writer()')
+
+    register = unregister = modify = select = _refuse
+
+    def get_map(self):
+        return _FdMap(self._loop)
+
+    def close(self):
+        pass
+
+
+class _FdMap(collections.abc.Mapping):
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def __getitem__(self, fd):
+        owner = self._loop._owner(fd)
+        if owner is None:
+            raise KeyError(fd)
+        events = 0
+        mask = owner._interest()
+        if mask & 1:
+            events |= selectors.EVENT_READ
+        if mask & 2:
+            events |= selectors.EVENT_WRITE
+        return selectors.SelectorKey(fd, fd, events, owner)
+
+    def __iter__(self):
+        return iter(self._loop._watched_fds())
+
+    def __len__(self):
+        return len(self._loop._watched_fds())
+
+
+class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
+    """The evioloop event loop."""
+
+    def __init__(self):
+        super().__init__(selector=_FdTableView(self))
+
+    # -- the self-pipe: only signals need it
+
+    def _make_self_pipe(self):
+        # call_soon_threadsafe wakes the loop through the poller's trigger
+        # (eventfd / EVFILT_USER). The stock socketpair is still needed for
+        # signal.set_wakeup_fd, so it is made on the first add_signal_handler.
+        self._ssock = self._csock = None
+
+    def _close_self_pipe(self):
+        if self._ssock is not None:
+            super()._close_self_pipe()
+
+    def add_signal_handler(self, sig, callback, *args):
+        # the stock checks first, in the stock order, then the pipe
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        if self._ssock is None:
+            unix_events._UnixSelectorEventLoop._make_self_pipe(self)
+        return super().add_signal_handler(sig, callback, *args)
+
+    # -- closing
+
+    def close(self):
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        super().close()
+        self._close_core()
+
+    # -- name resolution: numeric hosts need no thread
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        if not self._debug:
+            try:
+                # The C library answers numeric hosts and ports without any
+                # lookup, so this cannot block; anything else (a name, a
+                # service, an error) takes the stock path through the executor.
+                return socket.getaddrinfo(
+                    host, port, family, type, proto,
+                    flags | socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+            except (socket.gaierror, UnicodeError, TypeError):
+                pass
+        return await super().getaddrinfo(
+            host, port, family=family, type=type, proto=proto, flags=flags)
+
+    if sys.version_info < (3, 12):
+        async def shutdown_default_executor(self, timeout=None):
+            """Schedule the shutdown of the default executor (3.12's API).
+
+            Waits at most `timeout` seconds for its threads to join, then
+            warns with RuntimeWarning, as 3.12 does.
+            """
+            self._executor_shutdown_called = True
+            if self._default_executor is None:
+                return
+            future = self.create_future()
+            thread = threading.Thread(target=self._do_shutdown, args=(future,))
+            thread.start()
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                warnings.warn("The executor did not finishing joining "
+                              f"its threads within {timeout} seconds.",
+                              RuntimeWarning, stacklevel=2)
+                self._default_executor.shutdown(wait=False)
+            else:
+                thread.join()
+
+        def _do_shutdown(self, future):
+            try:
+                self._default_executor.shutdown(wait=True)
+                if not self.is_closed():
+                    self.call_soon_threadsafe(future.set_result, None)
+            except Exception as ex:
+                if not self.is_closed():
+                    self.call_soon_threadsafe(future.set_exception, ex)

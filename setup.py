@@ -1,0 +1,22 @@
+"""Builds evioloop's compiled layers; pyproject.toml holds the metadata."""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "embedsignature": True,
+}
+
+
+def ext(name):
+    return Extension(f"evioloop.{name}", [f"evioloop/{name}.pyx"], include_dirs=["evioloop"])
+
+
+setup(
+    ext_modules=cythonize(
+        [ext("_poller"), ext("_core")],
+        compiler_directives=DIRECTIVES,
+    ),
+)

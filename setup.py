@@ -16,7 +16,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_poller"), ext("_core")],
+        [ext("_poller"), ext("_core"), ext("_stream")],
         compiler_directives=DIRECTIVES,
     ),
 )

@@ -35,8 +35,10 @@ cdef class FdOwner:
     cdef readonly int fd
     cdef uint32_t gen     # registration generation, packed into the poller's event data
     cdef uint32_t mask    # interest currently registered with the poller (0: none)
+    cdef bint flush_queued  # in the loop's list of owners with output to flush
 
     cdef int on_ready(self, uint32_t mask) except -1
+    cdef int flush(self) except -1
 
 
 cdef class FdWatch(FdOwner):
@@ -53,6 +55,9 @@ cdef class CoreLoop:
     cdef set stale_prev           # fds seen with a stale registration in the last wait
     cdef set stale_now
     cdef bint polling             # blocked (or about to block) in the kernel
+    cdef list flushing            # owners whose output waits for the end of the iteration
+    cdef char *packet             # evio's packet: one read buffer shared by all connections
+    cdef readonly Py_ssize_t packet_size
     cdef long pid                 # the process that created the loop
 
     # the ready queue: a ring of strong references to Handles
@@ -93,6 +98,9 @@ cdef class CoreLoop:
     cdef int unregister(self, FdOwner owner) except -1
     cdef add_watch(self, fileobj, callback, tuple args, uint32_t side)
     cdef remove_watch(self, fileobj, uint32_t side)
+
+    cdef int queue_flush(self, FdOwner owner) except -1
+    cdef int flush_queued(self) except -1
 
     cdef int run_once(self) except -1
     cdef int dispatch(self, int n) except -1

@@ -201,6 +201,9 @@ cdef class FdOwner:
     cdef int on_ready(self, uint32_t mask) except -1:
         return 0
 
+    cdef int flush(self) except -1:
+        return 0
+
     def _interest(self):
         """The interest registered with the poller: 1 read, 2 write."""
         return self.mask
@@ -268,7 +271,10 @@ cdef class CoreLoop:
         self.ready = <PyObject **>malloc(self.ready_cap * sizeof(PyObject *))
         self.timers_cap = 64
         self.timers = <TimerEntry *>malloc(self.timers_cap * sizeof(TimerEntry))
-        if self.ready is NULL or self.timers is NULL:
+        self.packet_size = 256 * 1024   # the stock transports' max_size
+        self.packet = <char *>malloc(self.packet_size)
+        self.flushing = []
+        if self.ready is NULL or self.timers is NULL or self.packet is NULL:
             raise MemoryError()
         self._clock_resolution = 1e-9
         self.slow_callback_duration = 0.1
@@ -277,8 +283,10 @@ cdef class CoreLoop:
         self.clear_queues()
         free(self.ready)
         free(self.timers)
+        free(self.packet)
         self.ready = NULL
         self.timers = NULL
+        self.packet = NULL
 
     cdef void clear_queues(self):
         cdef Py_ssize_t i
@@ -625,6 +633,28 @@ cdef class CoreLoop:
         h.cancel()
         return True
 
+    # -- output flushed before the loop blocks again
+
+    cdef int queue_flush(self, FdOwner owner) except -1:
+        if not owner.flush_queued:
+            owner.flush_queued = True
+            self.flushing.append(owner)
+        return 0
+
+    cdef int flush_queued(self) except -1:
+        # Everything written during this iteration goes out now, one syscall
+        # per connection however many writes the protocol made.
+        cdef FdOwner owner
+        cdef list owners
+        while self.flushing:
+            owners = self.flushing
+            self.flushing = []
+            for owner in owners:
+                if owner.flush_queued:
+                    owner.flush_queued = False
+                    owner.flush()
+        return 0
+
     # -- running
 
     cdef int run_handle(self, Handle h) except -1:
@@ -686,6 +716,8 @@ cdef class CoreLoop:
             Py_DECREF(h)
             if not h._cancelled:
                 self.run_handle(h)
+        if self.flushing:
+            self.flush_queued()
         return 0
 
     cdef int dispatch(self, int n) except -1:

@@ -23,7 +23,9 @@ import threading
 import warnings
 from asyncio import coroutines, unix_events
 
-from . import _core
+from asyncio import sslproto
+
+from . import _core, _stream
 
 __all__ = ['Loop']
 
@@ -102,6 +104,65 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         if self._ssock is None:
             unix_events._UnixSelectorEventLoop._make_self_pipe(self)
         return super().add_signal_handler(sig, callback, *args)
+
+    # -- transports: stream sockets get the compiled ones (layer 3)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return _stream.make_stream_transport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None,
+                            server=None, **timeouts):
+        # the stock method with our stream transport under the TLS protocol;
+        # `timeouts` are the handshake (and, from 3.11, shutdown) timeouts
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
+                       backlog=100, *args, **kwargs):
+        if sslcontext is not None:
+            return super()._start_serving(protocol_factory, sock, sslcontext, server,
+                                          backlog, *args, **kwargs)
+        _stream.start_serving(self, protocol_factory, sock, server, backlog)
+
+    def _stop_serving(self, sock):
+        if not _stream.stop_serving(self, sock):
+            self._remove_reader(sock.fileno())
+        sock.close()
+
+    def _ensure_fd_no_transport(self, fd):
+        fileno = fd
+        if not isinstance(fileno, int):
+            try:
+                fileno = int(fileno.fileno())
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"Invalid file object: {fd!r}") from None
+        if fileno >= 0:
+            owner = self._owner(fileno)
+            if _stream.is_open_stream(owner):
+                raise RuntimeError(f'File descriptor {fd!r} is used by transport '
+                                   f'{owner.transport!r}')
+        super()._ensure_fd_no_transport(fd)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        if not isinstance(transp, _stream.StreamTransport):
+            return await super()._sendfile_native(transp, file, offset, count)
+        resume_reading = transp.is_reading()
+        transp.pause_reading()
+        await transp._make_empty_waiter()
+        conn = transp._conn
+        sock = transp._sock
+        # sock_sendfile watches the fd itself while the transport stands aside
+        conn._lend_fd()
+        try:
+            return await self.sock_sendfile(sock, file, offset, count, fallback=False)
+        finally:
+            conn._reclaim_fd()
+            transp._reset_empty_waiter()
+            if resume_reading:
+                transp.resume_reading()
 
     # -- closing
 

@@ -1,0 +1,418 @@
+"""Micro benchmark: the loop's own costs, evioloop vs uvloop vs the stock loop (and rloop).
+
+    python benchmarks/micro.py [--quick] [--rounds N] [--time S] [--rows a,b] [--loops a,b]
+                               [--json FILE]
+
+Every measurement runs in a fresh subprocess on a fresh loop (see README.md for why);
+the loops are interleaved: for each round and each row, every loop runs once, in an order
+that rotates from round to round. The table shows the median ops/s per loop and, per
+row, the median of the per-round ratios evioloop/uvloop (and evioloop/rloop) with their
+min-max over the rounds, so the noise is visible next to the number.
+
+A worker (`micro.py --worker LOOP ROW SECONDS`) calibrates the operation count on one
+fresh loop, then measures on another fresh loop, and prints one JSON line.
+"""
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Loops in table order. Each entry: the module to import and how to make a loop.
+LOOPS = {
+    'evioloop': ('evioloop', 'new_event_loop'),
+    'uvloop': ('uvloop', 'new_event_loop'),
+    'asyncio': ('asyncio', 'new_event_loop'),   # the stock loop (epoll selector)
+    'rloop': ('rloop', 'new_event_loop'),
+}
+OPTIONAL_LOOPS = ('rloop',)       # reported as missing, not an error, if it will not import
+BASELINES = ('uvloop', 'rloop')   # the ratio columns: evioloop / each of these
+
+BATCH = 1000        # callbacks, timers or tasks queued per loop iteration in the batch rows
+BG_TIMERS = 1000    # long timers pending in the heap during the timer rows
+CHAIN_DEPTH = 5     # nested coroutines above the awaited future in the await chain row
+
+
+# ---------------------------------------------------------------- the rows
+#
+# Each row function takes a fresh loop and an operation count n, runs about n
+# operations and returns (ops, seconds): the clock covers only the operations,
+# not the setup (background timers, the loop's creation).
+
+def _noop():
+    pass
+
+
+def _noop2(a, b):
+    pass
+
+
+def _batched(loop, n, queue_one, chain_with):
+    """Run n // BATCH iterations of: queue BATCH operations, then continue.
+
+    `queue_one` queues one operation; `chain_with(driver)` queues the driver so
+    that it runs after this batch's operations, i.e. once per loop iteration.
+    """
+    batches = max(1, n // BATCH)
+    left = [batches]
+    rng = range(BATCH)
+
+    def driver():
+        if left[0] == 0:
+            loop.stop()
+            return
+        left[0] -= 1
+        for _ in rng:
+            queue_one()
+        chain_with(driver)
+
+    loop.call_soon(driver)
+    t0 = time.perf_counter()
+    loop.run_forever()
+    return batches * BATCH, time.perf_counter() - t0
+
+
+def row_call_soon(loop, n):
+    cs = loop.call_soon
+    return _batched(loop, n, lambda: cs(_noop), cs)
+
+
+def row_call_soon_args(loop, n):
+    cs = loop.call_soon
+    return _batched(loop, n, lambda: cs(_noop2, 1, 'x'), cs)
+
+
+def _with_background_timers(loop, fn):
+    # A server's heap is rarely empty: keep long timers (idle timeouts) pending,
+    # so that pushes and pops walk a heap of realistic depth.
+    bg = [loop.call_later(3600.0 + i, _noop) for i in range(BG_TIMERS)]
+    try:
+        return fn()
+    finally:
+        for h in bg:
+            h.cancel()
+
+
+def row_call_later(loop, n):
+    # call_later(0): due at the next iteration, so the run measures schedule,
+    # heap push, heap pop and the call, without ever sleeping. The driver is a
+    # timer too, scheduled after the batch: it fires after the batch has fired.
+    cl = loop.call_later
+    return _with_background_timers(
+        loop, lambda: _batched(loop, n, lambda: cl(0, _noop), lambda d: cl(0, d)))
+
+
+def row_timer_cancel(loop, n):
+    # The timeout pattern: arm a timer, the operation finishes first, cancel it.
+    cl = loop.call_later
+    return _with_background_timers(
+        loop, lambda: _batched(loop, n, lambda: cl(10.0, _noop).cancel(), loop.call_soon))
+
+
+def row_call_soon_threadsafe(loop, n):
+    # One producer thread posts n callbacks as fast as it can, then a stop; the
+    # clock runs until the loop has run them all (both threads share the GIL).
+    def producer():
+        cst = loop.call_soon_threadsafe
+        for _ in range(n):
+            cst(_noop)
+        cst(loop.stop)
+
+    th = threading.Thread(target=producer)
+    loop.call_soon(th.start)
+    t0 = time.perf_counter()
+    loop.run_forever()
+    dt = time.perf_counter() - t0
+    th.join()
+    return n, dt
+
+
+async def _nothing():
+    pass
+
+
+def row_create_task(loop, n):
+    # create_task of a trivial coroutine; the op ends when the task has finished.
+    ct = loop.create_task
+    return _batched(loop, n, lambda: ct(_nothing()), loop.call_soon)
+
+
+def row_await_chain(loop, n):
+    # One task awaits a chain of CHAIN_DEPTH nested coroutines whose innermost
+    # awaits a future that a call_soon callback resolves; repeated n times. One
+    # op: create_future, call_soon with an argument, the task's suspension and
+    # wake-up (future done callback -> call_soon -> Task step) through the chain:
+    # two loop iterations with a single ready callback each, the latency-bound
+    # case the batch rows do not show.
+    async def leaf():
+        fut = loop.create_future()
+        loop.call_soon(fut.set_result, None)
+        return await fut
+
+    async def chain(depth):
+        if depth:
+            return await chain(depth - 1)
+        return await leaf()
+
+    async def main():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await chain(CHAIN_DEPTH)
+        return time.perf_counter() - t0
+
+    return n, loop.run_until_complete(main())
+
+
+def row_getaddrinfo(loop, n):
+    # A numeric host needs no lookup; a loop may answer it without the executor.
+    async def main():
+        ga = loop.getaddrinfo
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await ga('127.0.0.1', 80)
+        return time.perf_counter() - t0
+
+    return n, loop.run_until_complete(main())
+
+
+# name -> (label, function, smallest sensible n)
+ROWS = {
+    'call_soon': ('call_soon', row_call_soon, BATCH),
+    'call_soon_args': ('call_soon with 2 args', row_call_soon_args, BATCH),
+    'call_later': ('call_later(0) + fire', row_call_later, BATCH),
+    'timer_cancel': ('timer schedule+cancel', row_timer_cancel, BATCH),
+    'threadsafe': ('call_soon_threadsafe (thread)', row_call_soon_threadsafe, 1000),
+    'create_task': ('create_task + run', row_create_task, BATCH),
+    'await_chain': (f'await chain (depth {CHAIN_DEPTH})', row_await_chain, 100),
+    'getaddrinfo': ('getaddrinfo numeric host', row_getaddrinfo, 100),
+}
+
+
+# ---------------------------------------------------------------- the worker
+
+def _loop_factory(name):
+    modname, attr = LOOPS[name]
+    mod = __import__(modname)
+    return getattr(mod, attr)
+
+
+def _measure(factory, fn, n):
+    loop = factory()
+    try:
+        gc.collect()
+        cpu0 = time.process_time()
+        ops, dt = fn(loop, n)
+        cpu = time.process_time() - cpu0
+    finally:
+        loop.close()
+    return ops, dt, cpu
+
+
+def worker(loop_name, row, seconds):
+    """Calibrate on one fresh loop, measure on another; print one JSON line."""
+    factory = _loop_factory(loop_name)
+    _label, fn, n = ROWS[row]
+    # Calibrate (this also warms up code paths, freelists and the allocator):
+    # grow n until a run takes a tenth of the target, then scale.
+    while True:
+        ops, dt, _cpu = _measure(factory, fn, n)
+        if dt >= seconds / 10 or n >= 1 << 30:
+            break
+        n *= 4 if dt < seconds / 40 else 2
+    n = max(ROWS[row][2], int(n * seconds / max(dt, 1e-9)))
+    ops, dt, cpu = _measure(factory, fn, n)
+    json.dump({'loop': loop_name, 'row': row, 'ops': ops, 'seconds': dt,
+               'cpu_seconds': cpu, 'ops_per_s': ops / dt,
+               'ops_per_cpu_s': ops / max(cpu, 1e-9)}, sys.stdout)
+    sys.stdout.write('\n')
+
+
+# ---------------------------------------------------------------- the driver
+
+def _worker_env():
+    env = dict(os.environ)
+    # debug modes would change what every loop does on the hot path
+    for var in ('PYTHONASYNCIODEBUG', 'PYTHONDEVMODE', 'PYTHONTRACEMALLOC'):
+        env.pop(var, None)
+    return env
+
+
+def probe_loops(names):
+    """Which loops import here, with their versions and locations: {name: info or None}."""
+    code = ('import json, sys; m = __import__(sys.argv[1]); '
+            'print(json.dumps([getattr(m, "__version__", sys.version.split()[0]), '
+            'getattr(m, "__file__", "")]))')
+    found = {}
+    for name in names:
+        r = subprocess.run([sys.executable, '-c', code, LOOPS[name][0]], cwd=HERE,
+                           env=_worker_env(), capture_output=True, text=True)
+        found[name] = json.loads(r.stdout) if r.returncode == 0 else None
+        if found[name] is None:
+            found[name + ':error'] = (r.stderr.strip().splitlines() or ['?'])[-1]
+    return found
+
+
+def run_worker(loop_name, row, seconds, timeout):
+    cmd = [sys.executable, os.path.join(HERE, 'micro.py'), '--worker', loop_name, row,
+           repr(seconds)]
+    try:
+        r = subprocess.run(cmd, cwd=HERE, env=_worker_env(), capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {'error': f'timed out after {timeout:.0f} s'}
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines() or [f'exit {r.returncode}']
+        return {'error': lines[-1][:200]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _fmt_ops(x):
+    if x is None:
+        return '-'
+    if x >= 1e6:
+        return f'{x / 1e6:.2f}M'
+    if x >= 1e3:
+        return f'{x / 1e3:.1f}k'
+    return f'{x:.0f}'
+
+
+def _fmt_ratio(rs):
+    if not rs:
+        return '-'
+    return f'{statistics.median(rs):.2f}x [{min(rs):.2f}-{max(rs):.2f}]'
+
+
+def summarize(results, rows, loops, metric='ops_per_s'):
+    """results[row][loop] = list of per-round dicts (the metric, or an error)."""
+    summary = {}
+    for row in rows:
+        s = summary[row] = {'median_ops_per_s': {}, 'ratios': {}, 'errors': {}}
+        per_loop = results[row]
+        for name in loops:
+            vals = [m[metric] for m in per_loop[name] if metric in m]
+            errs = [m['error'] for m in per_loop[name] if 'error' in m]
+            s['median_ops_per_s'][name] = statistics.median(vals) if vals else None
+            if errs:
+                s['errors'][name] = errs[0]
+        for base in BASELINES:
+            if base not in loops or 'evioloop' not in loops:
+                continue
+            # paired per round: the two were measured back to back
+            rs = [e[metric] / b[metric]
+                  for e, b in zip(per_loop['evioloop'], per_loop[base])
+                  if metric in e and metric in b]
+            s['ratios'][base] = rs
+    return summary
+
+
+def print_table(summary, rows, loops, out=sys.stdout):
+    head = ['row'] + loops + [f'evio/{b}' for b in BASELINES if b in loops]
+    table = [head]
+    for row in rows:
+        s = summary[row]
+        line = [ROWS[row][0]]
+        for name in loops:
+            v = s['median_ops_per_s'][name]
+            line.append('error' if v is None and name in s['errors'] else _fmt_ops(v))
+        for b in BASELINES:
+            if b in loops:
+                line.append(_fmt_ratio(s['ratios'].get(b)))
+        table.append(line)
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    for k, r in enumerate(table):
+        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        print('  '.join(cells), file=out)
+        if k == 0:
+            print('  '.join('-' * w for w in widths), file=out)
+    for row in rows:
+        for name, err in summary[row]['errors'].items():
+            print(f'  note: {ROWS[row][0]} on {name}: {err}', file=out)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog='micro.py', description=__doc__.split('\n')[0])
+    p.add_argument('--quick', action='store_true',
+                   help='smoke run: 2 rounds of 0.1 s measurements')
+    p.add_argument('--rounds', type=int, default=None, help='rounds (default 5, quick 2)')
+    p.add_argument('--time', type=float, default=None,
+                   help='seconds per measurement (default 0.3, quick 0.1)')
+    p.add_argument('--rows', default=','.join(ROWS), help='comma-separated rows: '
+                   + ', '.join(ROWS))
+    p.add_argument('--loops', default=','.join(LOOPS), help='comma-separated loops')
+    p.add_argument('--json', metavar='FILE', help='also write every measurement to FILE')
+    a = p.parse_args(argv)
+    a.rounds = a.rounds or (2 if a.quick else 5)
+    a.time = a.time or (0.1 if a.quick else 0.3)
+    a.rows = [r for r in a.rows.split(',') if r]
+    a.loops = [x for x in a.loops.split(',') if x]
+    for r in a.rows:
+        if r not in ROWS:
+            p.error(f'unknown row {r!r}; rows: {", ".join(ROWS)}')
+    for x in a.loops:
+        if x not in LOOPS:
+            p.error(f'unknown loop {x!r}; loops: {", ".join(LOOPS)}')
+    return a
+
+
+def main(argv=None):
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    found = probe_loops(a.loops)
+    loops = []
+    print(f'micro benchmark: Python {sys.version.split()[0]} ({sys.executable}), '
+          f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}')
+    for name in a.loops:
+        info = found[name]
+        if info is None:
+            if name in OPTIONAL_LOOPS:
+                print(f'  {name}: not installed, left out ({found[name + ":error"]}); '
+                      f'`pip install {name}` to include it')
+                continue
+            print(f'  {name}: cannot import: {found[name + ":error"]}', file=sys.stderr)
+            return 2
+        print(f'  {name} {info[0]}: {info[1]}')
+        loops.append(name)
+    print(f'  {a.rounds} rounds x {len(a.rows)} rows x {len(loops)} loops, '
+          f'~{a.time} s per measurement, each in a fresh process and a fresh loop, '
+          'loop order rotated every round')
+    sys.stdout.flush()
+
+    results = {row: {name: [] for name in loops} for row in a.rows}
+    timeout = max(60.0, 40 * a.time)
+    t_start = time.monotonic()
+    for rnd in range(a.rounds):
+        for i, row in enumerate(a.rows):
+            k = (rnd + i) % len(loops)
+            for name in loops[k:] + loops[:k]:
+                results[row][name].append(run_worker(name, row, a.time, timeout))
+        print(f'  round {rnd + 1}/{a.rounds} done ({time.monotonic() - t_start:.0f} s)',
+              flush=True)
+    summary = summarize(results, a.rows, loops)
+    cpu_summary = summarize(results, a.rows, loops, 'ops_per_cpu_s')
+    print()
+    print(f'ops/s, wall clock (median of {a.rounds} rounds); evio/X = median of the '
+          'per-round ratios evioloop/X [min-max over rounds]; > 1: evioloop is faster')
+    print_table(summary, a.rows, loops)
+    print()
+    print('ops per CPU-second of the benchmark process (user+sys, all its threads): '
+          'insensitive to being descheduled on a busy machine')
+    print_table(cpu_summary, a.rows, loops)
+    sys.stdout.flush()
+    if a.json:
+        with open(a.json, 'w') as f:
+            json.dump({'python': sys.version, 'loops': {n: found[n] for n in loops},
+                       'rounds': a.rounds, 'seconds': a.time, 'results': results,
+                       'summary': summary, 'cpu_summary': cpu_summary}, f, indent=1)
+    return summary
+
+
+if __name__ == '__main__':
+    if len(sys.argv) == 5 and sys.argv[1] == '--worker':
+        worker(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    else:
+        main()

@@ -1,0 +1,826 @@
+# cython: language_level=3
+"""Layer 3: stream transports (TCP and Unix) and listening sockets.
+
+Here evio's dispatch does its real work. A listening socket's owner
+(`Listener`) accepts; a connection's owner (`StreamConn`) takes each ready
+event through the rest of evio's steps:
+
+    opened  `start`: connection_made, then reading starts (waiter resolved)
+    write   `write_ready`: flush the output buffer once the fd is writable
+    action  `close`/`abort`/`write_eof`: close after flush, discard, half-close
+    read    `read_ready`: recv into the loop's shared buffer (evio's packet)
+            and hand data_received one copy, or fill a BufferedProtocol's
+            own buffer with no copy at all
+
+Output: `write` queues and the loop flushes every connection's queue once
+before it blocks again (right after data_received when the write came from
+there), so however many writes a protocol makes in one step they cost one
+send/sendmsg. Only output that the kernel did not take registers write
+interest. Flow control follows asyncio's water marks.
+
+The object the protocol sees is `StreamTransport`, a real asyncio.Transport
+subclass that forwards to its `StreamConn` (a compiled class cannot inherit
+from asyncio.Transport: its __slots__ layout conflicts).
+"""
+from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
+from libc.string cimport strerror
+from posix.unistd cimport close as close_fd
+from posix.uio cimport iovec
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
+
+from evioloop._core cimport CoreLoop, FdOwner
+from evioloop._poller cimport EVP_READ, EVP_WRITE
+
+import inspect
+import socket
+import warnings
+from asyncio import base_events as _base_events
+from asyncio import constants as _constants
+from asyncio import futures as _futures
+from asyncio import protocols as _protocols
+from asyncio import transports as _transports
+from asyncio import trsock as _trsock
+
+cdef extern from "errno.h" nogil:
+    const int EWOULDBLOCK
+    const int ECONNABORTED
+
+cdef extern from "sockio.h" nogil:
+    int evs_accept(int fd)
+    ssize_t evs_send(int fd, const char *buf, size_t len)
+    ssize_t evs_recv(int fd, char *buf, size_t len)
+    ssize_t evs_sendv(int fd, iovec *iov, int n)
+    int evs_nodelay(int fd)
+
+cdef object BufferedProtocol = _protocols.BufferedProtocol
+cdef object TransportSocket = _trsock.TransportSocket
+cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
+cdef object logger = _base_events.logger
+cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+cdef double ACCEPT_RETRY_DELAY = _constants.ACCEPT_RETRY_DELAY
+cdef int AF_INET = socket.AF_INET
+cdef int AF_INET6 = socket.AF_INET6
+cdef int SOCK_STREAM = socket.SOCK_STREAM
+# 3.13 tells the server which transport attaches (for close_clients); older
+# versions only count them.
+cdef bint SERVER_TRACKS_TRANSPORTS = (
+    'transport' in inspect.signature(_base_events.Server._attach).parameters)
+
+cdef enum:
+    MAX_IOV = 64
+
+
+cdef object os_error(int err):
+    # OSError(errno, msg) picks the subclass, e.g. ConnectionResetError
+    return OSError(err, strerror(err).decode())
+
+
+cdef class StreamConn(FdOwner):
+    cdef CoreLoop loop
+    cdef object sock                # the Python socket; None while we own a bare fd
+    cdef int family, socktype, proto
+    cdef object protocol
+    cdef object transport           # the StreamTransport the protocol sees
+    cdef object proto_data_received
+    cdef object proto_get_buffer
+    cdef object proto_buffer_updated
+    cdef bint buffered              # the protocol is a BufferedProtocol
+    cdef bint started               # connection_made was called, reading may start
+    cdef bint paused                # pause_reading()
+    cdef bint read_closed           # eof_received() asked to keep the connection open
+    cdef bint closing
+    cdef bint eof                   # write_eof() called
+    cdef bint closed                # the socket is closed
+    cdef int conn_lost
+    cdef list wbuf                  # bytes objects not yet fully sent
+    cdef Py_ssize_t wbuf_sent       # bytes of wbuf[0] already sent
+    cdef Py_ssize_t wsize           # unsent bytes in wbuf
+    cdef bint writing               # waiting for the fd to become writable
+    cdef Py_ssize_t high_water, low_water
+    cdef bint protocol_paused
+    cdef object server
+    cdef object empty_waiter
+    cdef dict extra
+
+    def __cinit__(self):
+        self.wbuf = []
+        self.high_water = 64 * 1024
+        self.low_water = 16 * 1024
+
+    # -- opened
+
+    cdef int init(self, CoreLoop loop, int fd, object sock, int family, int socktype,
+                  int proto, object protocol, object extra, object server) except -1:
+        self.loop = loop
+        self.fd = fd
+        self.sock = sock
+        self.family = family
+        self.socktype = socktype
+        self.proto = proto
+        self.extra = dict(extra) if extra else {}
+        self.transport = StreamTransport(self)
+        self.set_protocol(protocol)
+        if (family == AF_INET or family == AF_INET6) and socktype == SOCK_STREAM:
+            # as the stock loop: no Nagle, small writes go out at once
+            evs_nodelay(fd)
+        loop.register(self, 0)
+        self.server = server
+        if server is not None:
+            if SERVER_TRACKS_TRANSPORTS:
+                server._attach(self.transport)
+            else:
+                server._attach()
+        return 0
+
+    def _start(self, waiter):
+        """evio's loopOpened: connection_made, then read; then wake the waiter."""
+        try:
+            self.protocol.connection_made(self.transport)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # as a stock loop whose call_soon'd connection_made failed: the
+            # error is reported and the connection carries on
+            self.loop.call_exception_handler({
+                'message': 'Exception in callback protocol.connection_made()',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        self.started = True
+        self.update_interest()
+        if waiter is not None:
+            _set_result_unless_cancelled(waiter, None)
+
+    cdef int update_interest(self) except -1:
+        cdef unsigned int mask = 0
+        if self.closed:
+            return 0
+        if self.started and not (self.paused or self.closing or self.read_closed):
+            mask |= EVP_READ
+        if self.writing:
+            mask |= EVP_WRITE
+        self.loop.modify(self, mask)
+        return 0
+
+    cdef int set_protocol(self, protocol) except -1:
+        self.protocol = protocol
+        self.buffered = isinstance(protocol, BufferedProtocol)
+        if self.buffered:
+            self.proto_get_buffer = protocol.get_buffer
+            self.proto_buffer_updated = protocol.buffer_updated
+            self.proto_data_received = None
+        else:
+            self.proto_data_received = protocol.data_received
+            self.proto_get_buffer = self.proto_buffer_updated = None
+        return 0
+
+    # -- dispatch
+
+    cdef int on_ready(self, unsigned int mask) except -1:
+        if mask & EVP_WRITE and self.writing:
+            self.send_buffered()
+        if mask & EVP_READ and self.mask & EVP_READ:
+            self.read_ready()
+            # what data_received wrote goes out now, not at the end of the
+            # iteration: the peer is waiting for it
+            if self.flush_queued:
+                self.flush_queued = False
+                self.flush()
+        return 0
+
+    # -- read
+
+    cdef int read_ready(self) except -1:
+        cdef ssize_t n
+        if self.conn_lost:
+            return 0
+        if self.buffered:
+            return self.read_into_protocol_buffer()
+        n = evs_recv(self.fd, self.loop.packet, self.loop.packet_size)
+        if n < 0:
+            if errno == EAGAIN or errno == EWOULDBLOCK or errno == EINTR:
+                return 0
+            self.fatal_error(os_error(errno), 'Fatal read error on socket transport')
+            return 0
+        if n == 0:
+            return self.on_eof()
+        data = PyBytes_FromStringAndSize(self.loop.packet, n)
+        try:
+            self.proto_data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal error: protocol.data_received() call failed.')
+        return 0
+
+    cdef int read_into_protocol_buffer(self) except -1:
+        cdef Py_buffer view
+        cdef ssize_t n
+        cdef int err
+        try:
+            buf = self.proto_get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError('get_buffer() returned an empty buffer')
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal error: protocol.get_buffer() call failed.')
+            return 0
+        try:
+            PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE)
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal read error on socket transport')
+            return 0
+        n = evs_recv(self.fd, <char *>view.buf, view.len)
+        err = errno
+        PyBuffer_Release(&view)
+        if n < 0:
+            if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
+                return 0
+            self.fatal_error(os_error(err), 'Fatal read error on socket transport')
+            return 0
+        if n == 0:
+            return self.on_eof()
+        try:
+            self.proto_buffer_updated(n)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal error: protocol.buffer_updated() call failed.')
+        return 0
+
+    cdef int on_eof(self) except -1:
+        if self.loop._debug:
+            logger.debug("%r received EOF", self.transport)
+        try:
+            keep_open = self.protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal error: protocol.eof_received() call failed.')
+            return 0
+        if keep_open:
+            # the protocol may still write, but there is nothing more to read
+            self.read_closed = True
+            self.update_interest()
+        else:
+            self.close()
+        return 0
+
+    # -- write
+
+    cdef int check_writable(self, str what) except -1:
+        if self.eof:
+            raise RuntimeError(f'Cannot call {what}() after write_eof()')
+        if self.empty_waiter is not None:
+            raise RuntimeError(f'unable to {what}; sendfile is in progress')
+        return 0
+
+    cdef int buffer_data(self, data) except -1:
+        cdef bytes chunk
+        if type(data) is bytes:
+            chunk = <bytes>data
+        elif isinstance(data, (bytearray, memoryview)):
+            chunk = bytes(data)     # the caller may change it once we return
+        else:
+            raise TypeError(f'data argument must be a bytes-like object, '
+                            f'not {type(data).__name__!r}')
+        if PyBytes_GET_SIZE(chunk):
+            self.wbuf.append(chunk)
+            self.wsize += PyBytes_GET_SIZE(chunk)
+        return 0
+
+    cdef int lost_write(self) except -1:
+        if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning('socket.send() raised exception.')
+        self.conn_lost += 1
+        return 0
+
+    cdef int write(self, data) except -1:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f'data argument must be a bytes-like object, '
+                            f'not {type(data).__name__!r}')
+        self.check_writable('write')
+        if not data:
+            return 0
+        if self.conn_lost:
+            return self.lost_write()
+        self.buffer_data(data)
+        return self.schedule_flush()
+
+    cdef int writelines(self, list_of_data) except -1:
+        self.check_writable('writelines')
+        if self.conn_lost:
+            return self.lost_write()
+        for data in list_of_data:
+            self.buffer_data(data)
+        return self.schedule_flush()
+
+    cdef int schedule_flush(self) except -1:
+        if self.writing or not self.wsize:
+            pass                        # the writable event will flush it
+        elif self.wsize > self.high_water:
+            self.flush()                # big output: do not hold it back
+        else:
+            self.loop.queue_flush(self)
+        self.maybe_pause_protocol()
+        return 0
+
+    cdef int flush(self) except -1:
+        self.flush_queued = False
+        if self.writing or self.conn_lost or not self.wsize:
+            return 0
+        return self.send_buffered()
+
+    cdef int send_buffered(self) except -1:
+        """Send as much of the buffer as the kernel takes, in one syscall."""
+        cdef iovec iov[MAX_IOV]
+        cdef Py_ssize_t n, nchunks, i, size
+        cdef bytes chunk
+        cdef int err
+        if self.conn_lost or self.closed:
+            return 0
+        nchunks = len(self.wbuf)
+        if nchunks == 1:
+            chunk = <bytes>self.wbuf[0]
+            n = evs_send(self.fd, PyBytes_AS_STRING(chunk) + self.wbuf_sent,
+                         PyBytes_GET_SIZE(chunk) - self.wbuf_sent)
+        else:
+            if nchunks > MAX_IOV:
+                nchunks = MAX_IOV
+            for i in range(nchunks):
+                chunk = <bytes>self.wbuf[i]
+                iov[i].iov_base = PyBytes_AS_STRING(chunk)
+                iov[i].iov_len = PyBytes_GET_SIZE(chunk)
+            iov[0].iov_base = <char *>iov[0].iov_base + self.wbuf_sent
+            iov[0].iov_len -= self.wbuf_sent
+            n = evs_sendv(self.fd, iov, <int>nchunks)
+        if n < 0:
+            err = errno
+            if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                exc = os_error(err)
+                self.wbuf = []
+                self.wbuf_sent = self.wsize = 0
+                self.writing = False
+                self.fatal_error(exc, 'Fatal write error on socket transport')
+                if self.empty_waiter is not None and not self.empty_waiter.done():
+                    self.empty_waiter.set_exception(exc)
+                return 0
+            n = 0
+        # drop what went out
+        self.wsize -= n
+        n += self.wbuf_sent
+        i = 0
+        while n > 0:
+            size = PyBytes_GET_SIZE(<bytes>self.wbuf[i])
+            if n < size:
+                break
+            n -= size
+            i += 1
+        if i:
+            del self.wbuf[:i]
+        self.wbuf_sent = n
+        if self.wsize:
+            if not self.writing:
+                self.writing = True
+                self.update_interest()
+            self.maybe_resume_protocol()
+            return 0
+        if self.writing:
+            self.writing = False
+            self.update_interest()
+        self.maybe_resume_protocol()    # may write again
+        if not self.wsize:
+            if self.empty_waiter is not None and not self.empty_waiter.done():
+                self.empty_waiter.set_result(None)
+            if self.closing:
+                self.call_connection_lost(None)
+            elif self.eof:
+                self.shutdown_write()
+        return 0
+
+    cdef int shutdown_write(self) except -1:
+        self.socket_object().shutdown(socket.SHUT_WR)
+        return 0
+
+    # -- flow control
+
+    cdef int maybe_pause_protocol(self) except -1:
+        if self.wsize <= self.high_water or self.protocol_paused:
+            return 0
+        self.protocol_paused = True
+        try:
+            self.protocol.pause_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop.call_exception_handler({
+                'message': 'protocol.pause_writing() failed',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return 0
+
+    cdef int maybe_resume_protocol(self) except -1:
+        if not self.protocol_paused or self.wsize > self.low_water:
+            return 0
+        self.protocol_paused = False
+        try:
+            self.protocol.resume_writing()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop.call_exception_handler({
+                'message': 'protocol.resume_writing() failed',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return 0
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self.high_water = high
+        self.low_water = low
+        self.maybe_pause_protocol()
+
+    # -- actions: close after flush, abort, the end
+
+    cdef int close(self) except -1:
+        if self.closing:
+            return 0
+        self.closing = True
+        self.update_interest()
+        if not self.wsize:
+            self.conn_lost += 1
+            self.loop.call_soon(self._call_connection_lost, None)
+        return 0
+
+    cdef int abort(self) except -1:
+        # Data written in this step has not met the kernel yet; the stock loop
+        # would have sent it inside write(), so give it that one chance.
+        if self.flush_queued:
+            self.flush()
+        return self.force_close(None)
+
+    cdef int fatal_error(self, exc, str message) except -1:
+        if isinstance(exc, OSError):
+            if self.loop._debug:
+                logger.debug("%r: %s", self.transport, message, exc_info=True)
+        else:
+            self.loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return self.force_close(exc)
+
+    cdef int force_close(self, exc) except -1:
+        if self.conn_lost:
+            return 0
+        if self.wsize:
+            self.wbuf = []
+            self.wbuf_sent = self.wsize = 0
+            self.writing = False
+        self.closing = True
+        self.conn_lost += 1
+        self.update_interest()
+        self.loop.call_soon(self._call_connection_lost, exc)
+        return 0
+
+    def _call_connection_lost(self, exc):
+        self.call_connection_lost(exc)
+
+    cdef int call_connection_lost(self, exc) except -1:
+        if self.closed:
+            return 0
+        try:
+            if self.protocol is not None:
+                self.protocol.connection_lost(exc)
+        finally:
+            self.close_socket()
+            self.protocol = None
+            self.proto_data_received = None
+            self.proto_get_buffer = self.proto_buffer_updated = None
+            server, self.server = self.server, None
+            if server is not None:
+                if SERVER_TRACKS_TRANSPORTS:
+                    server._detach(self.transport)
+                else:
+                    server._detach()
+            if self.empty_waiter is not None and not self.empty_waiter.done():
+                self.empty_waiter.set_exception(
+                    ConnectionError("Connection is closed by peer"))
+        return 0
+
+    cdef int close_socket(self) except -1:
+        # out of the fd table and the kernel queue first, then closed: the fd
+        # number may be reused the moment it is closed
+        if self.closed:
+            return 0
+        self.closed = True
+        self.loop.unregister(self)
+        if self.sock is not None:
+            self.sock.close()
+        else:
+            close_fd(self.fd)
+        return 0
+
+    # -- the socket, made only when someone asks for it
+
+    cdef object socket_object(self):
+        if self.sock is None and not self.closed:
+            self.sock = socket.socket(self.family, self.socktype, self.proto, fileno=self.fd)
+            self.sock.setblocking(False)
+        return self.sock
+
+    cdef object extra_info(self, str name, default):
+        if name in self.extra:
+            return self.extra[name]
+        if self.closed or name not in ('socket', 'sockname', 'peername'):
+            return default
+        sock = self.socket_object()
+        if name == 'socket':
+            value = TransportSocket(sock)
+        else:
+            try:
+                value = sock.getsockname() if name == 'sockname' else sock.getpeername()
+            except OSError:
+                value = None
+        self.extra[name] = value
+        return value
+
+    def _lend_fd(self):
+        """Leave the fd table for a while (sendfile watches the fd itself)."""
+        self.loop.unregister(self)
+
+    def _reclaim_fd(self):
+        if not self.closed and self.loop.owner_of(self.fd) is None:
+            self.loop.register(self, 0)
+            self.update_interest()
+
+    def __repr__(self):
+        return f'<StreamConn fd={self.fd} mask={self.mask}>'
+
+
+class StreamTransport(_transports.Transport):
+    """asyncio.Transport over a TCP or Unix stream socket."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def write(self, data):
+        (<StreamConn>self._conn).write(data)
+
+    def writelines(self, list_of_data):
+        (<StreamConn>self._conn).writelines(list_of_data)
+
+    def write_eof(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        if c.closing or c.eof:
+            return
+        c.eof = True
+        if not c.wsize:
+            c.shutdown_write()
+
+    def can_write_eof(self):
+        return True
+
+    def close(self):
+        (<StreamConn>self._conn).close()
+
+    def abort(self):
+        (<StreamConn>self._conn).abort()
+
+    def is_closing(self):
+        return (<StreamConn>self._conn).closing
+
+    def get_extra_info(self, name, default=None):
+        return (<StreamConn>self._conn).extra_info(name, default)
+
+    def is_reading(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        return not c.closing and not c.paused
+
+    def pause_reading(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        if c.closing or c.paused:
+            return
+        c.paused = True
+        c.update_interest()
+        if c.loop._debug:
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        if c.closing or not c.paused:
+            return
+        c.paused = False
+        c.update_interest()
+        if c.loop._debug:
+            logger.debug("%r resumes reading", self)
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._conn._set_write_buffer_limits(high, low)
+
+    def get_write_buffer_limits(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        return (c.low_water, c.high_water)
+
+    def get_write_buffer_size(self):
+        return (<StreamConn>self._conn).wsize
+
+    def set_protocol(self, protocol):
+        (<StreamConn>self._conn).set_protocol(protocol)
+
+    def get_protocol(self):
+        return (<StreamConn>self._conn).protocol
+
+    # -- what the stock loop's sendfile and sslproto code expect
+
+    @property
+    def _loop(self):
+        return (<StreamConn>self._conn).loop
+
+    @property
+    def _sock(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        return None if c.closed else c.socket_object()
+
+    @property
+    def _sock_fd(self):
+        return (<StreamConn>self._conn).fd
+
+    @property
+    def _protocol_paused(self):
+        return (<StreamConn>self._conn).protocol_paused
+
+    def _make_empty_waiter(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        if c.empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        c.empty_waiter = c.loop.create_future()
+        if not c.wsize:
+            c.empty_waiter.set_result(None)
+        return c.empty_waiter
+
+    def _reset_empty_waiter(self):
+        (<StreamConn>self._conn).empty_waiter = None
+
+    def __repr__(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        info = [type(self).__name__]
+        if c.closed:
+            info.append('closed')
+        elif c.closing:
+            info.append('closing')
+        info.append(f'fd={c.fd}')
+        if not c.closed and not c.loop._closed:
+            info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
+            state = 'polling' if c.mask & EVP_WRITE else 'idle'
+            info.append(f'write=<{state}, bufsize={c.wsize}>')
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self):
+        cdef StreamConn c = <StreamConn>self._conn
+        if not c.closed:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            c.close_socket()
+
+
+def make_stream_transport(CoreLoop loop, sock, protocol, waiter=None, extra=None, server=None):
+    """The transport for a connected socket (the stock _make_socket_transport)."""
+    cdef StreamConn conn = StreamConn()
+    conn.init(loop, sock.fileno(), sock, sock.family, sock.type, sock.proto,
+              protocol, extra, server)
+    # as the stock loop: connection_made, reading and the waiter come next step
+    loop.call_soon(conn._start, waiter)
+    return conn.transport
+
+
+cdef class Listener(FdOwner):
+    """A listening socket's owner: evio's loopAccept."""
+    cdef CoreLoop loop
+    cdef object sock
+    cdef object protocol_factory
+    cdef object server
+    cdef int backlog
+    cdef int family, socktype, proto
+    cdef object retry_handle
+
+    cdef int on_ready(self, unsigned int mask) except -1:
+        cdef int i, cfd, err
+        # a bounded batch per wake-up, so that one busy listener cannot
+        # starve the connections it already has
+        for i in range(self.backlog):
+            cfd = evs_accept(self.fd)
+            if cfd < 0:
+                err = errno
+                if err == EINTR:
+                    continue
+                if err == EAGAIN or err == EWOULDBLOCK or err == ECONNABORTED:
+                    return 0
+                if err == EMFILE or err == ENFILE or err == ENOBUFS or err == ENOMEM:
+                    # Linux keeps reporting the listener ready: stop watching
+                    # it for a while instead of spinning, as the stock loop does
+                    self.loop.call_exception_handler({
+                        'message': 'socket.accept() out of system resource',
+                        'exception': os_error(err),
+                        'socket': TransportSocket(self.sock),
+                    })
+                    self.loop.modify(self, 0)
+                    self.retry_handle = self.loop.call_later(ACCEPT_RETRY_DELAY, self._resume)
+                    return 0
+                self.loop.call_exception_handler({
+                    'message': 'Error on accepting a connection',
+                    'exception': os_error(err),
+                    'socket': TransportSocket(self.sock),
+                })
+                return 0
+            self.open_conn(cfd)
+        return 0
+
+    cdef int open_conn(self, int cfd) except -1:
+        cdef StreamConn conn
+        try:
+            protocol = self.protocol_factory()
+        except (SystemExit, KeyboardInterrupt):
+            close_fd(cfd)
+            raise
+        except BaseException as exc:
+            close_fd(cfd)
+            self.loop.call_exception_handler({
+                'message': 'Error on transport creation for incoming connection',
+                'exception': exc,
+            })
+            return 0
+        conn = StreamConn()
+        try:
+            conn.init(self.loop, cfd, None, self.family, self.socktype, self.proto,
+                      protocol, None, self.server)
+        except BaseException:
+            if not conn.closed and self.loop.owner_of(cfd) is not conn:
+                close_fd(cfd)
+            raise
+        conn._start(None)
+        return 0
+
+    def _resume(self):
+        self.retry_handle = None
+        if self.loop.owner_of(self.fd) is self:
+            self.loop.modify(self, EVP_READ)
+
+    def _stop(self):
+        if self.retry_handle is not None:
+            self.retry_handle.cancel()
+            self.retry_handle = None
+        self.loop.unregister(self)
+
+    def __repr__(self):
+        return f'<Listener fd={self.fd}>'
+
+
+def start_serving(CoreLoop loop, protocol_factory, sock, server, int backlog):
+    """Watch a listening socket (the stock _start_serving without TLS)."""
+    cdef Listener ln
+    fd = sock.fileno()
+    owner = loop.owner_of(fd)
+    if isinstance(owner, Listener):
+        ln = <Listener>owner
+    else:
+        ln = Listener()
+        ln.loop = loop
+        ln.fd = fd
+        ln.sock = sock
+        ln.family, ln.socktype, ln.proto = sock.family, sock.type, sock.proto
+        loop.register(ln, 0)
+    ln.protocol_factory = protocol_factory
+    ln.server = server
+    ln.backlog = max(1, backlog)
+    loop.modify(ln, EVP_READ)
+
+
+def stop_serving(CoreLoop loop, sock):
+    """Stop watching a listening socket; False if it was not ours."""
+    owner = loop.owner_of(sock.fileno())
+    if not isinstance(owner, Listener):
+        return False
+    owner._stop()
+    return True
+
+
+def is_open_stream(owner):
+    """True for a stream connection that is still in use (not closing)."""
+    return isinstance(owner, StreamConn) and not (<StreamConn>owner).closing

@@ -1,21 +1,24 @@
 """Micro benchmark: the loop's own costs, evioloop vs uvloop vs the stock loop (and rloop).
 
-    python benchmarks/micro.py [--quick] [--rounds N] [--time S] [--rows a,b] [--loops a,b]
-                               [--json FILE]
+    python benchmarks/micro.py [--quick] [--rounds N] [--time S] [--rows a,b]
+                               [--loops a,b] [--json FILE]
 
-Every measurement runs in a fresh subprocess on a fresh loop (see README.md for why);
-the loops are interleaved: for each round and each row, every loop runs once, in an order
-that rotates from round to round. The table shows the median ops/s per loop and, per
-row, the median of the per-round ratios evioloop/uvloop (and evioloop/rloop) with their
-min-max over the rounds, so the noise is visible next to the number.
+For each row, one fresh worker process per loop calibrates the operation count so that
+a run takes about S seconds; then N rounds follow, and in each round every loop makes
+one timed run on a fresh loop, in an order that rotates from round to round, so the
+loops being compared are measured back to back under the same machine load. The table
+shows the median ops/s per loop and, per row, the median of the per-round ratios
+evioloop/uvloop (and evioloop/rloop) with their min-max over the rounds, so the noise
+is visible next to the number. README.md explains the choices.
 
-A worker (`micro.py --worker LOOP ROW SECONDS`) calibrates the operation count on one
-fresh loop, then measures on another fresh loop, and prints one JSON line.
+A worker (`micro.py --worker LOOP ROW S`) prints "ready N", then one JSON line per
+"run" line on its stdin.
 """
 import argparse
 import gc
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -215,22 +218,31 @@ def _measure(factory, fn, n):
 
 
 def worker(loop_name, row, seconds):
-    """Calibrate on one fresh loop, measure on another; print one JSON line."""
+    """A persistent worker for one loop and one row, driven through stdin/stdout.
+
+    Calibrates the operation count n so that a run takes about `seconds`, prints
+    "ready N", then answers each "run" line with one JSON line: one timed run of n
+    operations on a fresh loop. Ends on "quit" or end of input.
+    """
     factory = _loop_factory(loop_name)
     _label, fn, n = ROWS[row]
     # Calibrate (this also warms up code paths, freelists and the allocator):
-    # grow n until a run takes a tenth of the target, then scale.
+    # grow n until a run takes a fifth of the target, then scale.
     while True:
         ops, dt, _cpu = _measure(factory, fn, n)
-        if dt >= seconds / 10 or n >= 1 << 30:
+        if dt >= seconds / 5 or n >= 1 << 30:
             break
-        n *= 4 if dt < seconds / 40 else 2
+        n *= 4 if dt < seconds / 20 else 2
     n = max(ROWS[row][2], int(n * seconds / max(dt, 1e-9)))
-    ops, dt, cpu = _measure(factory, fn, n)
-    json.dump({'loop': loop_name, 'row': row, 'ops': ops, 'seconds': dt,
-               'cpu_seconds': cpu, 'ops_per_s': ops / dt,
-               'ops_per_cpu_s': ops / max(cpu, 1e-9)}, sys.stdout)
-    sys.stdout.write('\n')
+    _measure(factory, fn, n)    # one more warm-up at the final size
+    print('ready', n, flush=True)
+    for line in sys.stdin:
+        if line.strip() != 'run':
+            break
+        ops, dt, cpu = _measure(factory, fn, n)
+        print(json.dumps({'ops': ops, 'seconds': dt, 'cpu_seconds': cpu,
+                          'ops_per_s': ops / dt, 'ops_per_cpu_s': ops / max(cpu, 1e-9)}),
+              flush=True)
 
 
 # ---------------------------------------------------------------- the driver
@@ -258,18 +270,63 @@ def probe_loops(names):
     return found
 
 
-def run_worker(loop_name, row, seconds, timeout):
-    cmd = [sys.executable, os.path.join(HERE, 'micro.py'), '--worker', loop_name, row,
-           repr(seconds)]
-    try:
-        r = subprocess.run(cmd, cwd=HERE, env=_worker_env(), capture_output=True,
-                           text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {'error': f'timed out after {timeout:.0f} s'}
-    if r.returncode != 0:
-        lines = r.stderr.strip().splitlines() or [f'exit {r.returncode}']
-        return {'error': lines[-1][:200]}
-    return json.loads(r.stdout.strip().splitlines()[-1])
+class Worker:
+    """The driver's side of one persistent worker process."""
+
+    def __init__(self, loop_name, row, seconds, timeout):
+        self.timeout = timeout
+        self.error = None
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, 'micro.py'), '--worker', loop_name, row,
+             repr(seconds)],
+            cwd=HERE, env=_worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, bufsize=1)
+        line = self._readline()
+        if line is not None and not line.startswith('ready'):
+            self._fail(f'unexpected output: {line[:100]!r}')
+
+    def _readline(self):
+        ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
+        if not ready:
+            self._fail(f'timed out after {self.timeout:.0f} s')
+            return None
+        line = self.proc.stdout.readline()
+        if not line:
+            self._fail(None)
+            return None
+        return line.strip()
+
+    def _fail(self, why):
+        if self.error is not None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        err = self.proc.stderr.read().strip().splitlines()
+        self.error = (why or (err[-1] if err else f'exit {self.proc.wait()}'))[:200]
+
+    def run(self):
+        """One timed run: a dict with ops_per_s and ops_per_cpu_s, or with error."""
+        if self.error is None:
+            try:
+                self.proc.stdin.write('run\n')
+                self.proc.stdin.flush()
+            except OSError:
+                self._fail(None)
+            line = self._readline()
+            if line is not None:
+                return json.loads(line)
+        return {'error': self.error}
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            f.close()
 
 
 def _fmt_ops(x):
@@ -338,10 +395,10 @@ def print_table(summary, rows, loops, out=sys.stdout):
 def parse_args(argv):
     p = argparse.ArgumentParser(prog='micro.py', description=__doc__.split('\n')[0])
     p.add_argument('--quick', action='store_true',
-                   help='smoke run: 2 rounds of 0.1 s measurements')
+                   help='smoke run: 2 rounds of 0.1 s runs')
     p.add_argument('--rounds', type=int, default=None, help='rounds (default 5, quick 2)')
     p.add_argument('--time', type=float, default=None,
-                   help='seconds per measurement (default 0.3, quick 0.1)')
+                   help='seconds per timed run (default 0.3, quick 0.1)')
     p.add_argument('--rows', default=','.join(ROWS), help='comma-separated rows: '
                    + ', '.join(ROWS))
     p.add_argument('--loops', default=','.join(LOOPS), help='comma-separated loops')
@@ -377,21 +434,25 @@ def main(argv=None):
             return 2
         print(f'  {name} {info[0]}: {info[1]}')
         loops.append(name)
-    print(f'  {a.rounds} rounds x {len(a.rows)} rows x {len(loops)} loops, '
-          f'~{a.time} s per measurement, each in a fresh process and a fresh loop, '
-          'loop order rotated every round')
+    print(f'  per row: one fresh worker process per loop; then {a.rounds} rounds, each '
+          f'timing every loop once (~{a.time} s on a fresh loop) in an order rotated '
+          'every round')
     sys.stdout.flush()
 
     results = {row: {name: [] for name in loops} for row in a.rows}
-    timeout = max(60.0, 40 * a.time)
+    timeout = max(60.0, 50 * a.time)
     t_start = time.monotonic()
-    for rnd in range(a.rounds):
-        for i, row in enumerate(a.rows):
-            k = (rnd + i) % len(loops)
-            for name in loops[k:] + loops[:k]:
-                results[row][name].append(run_worker(name, row, a.time, timeout))
-        print(f'  round {rnd + 1}/{a.rounds} done ({time.monotonic() - t_start:.0f} s)',
-              flush=True)
+    for i, row in enumerate(a.rows):
+        workers = {name: Worker(name, row, a.time, timeout) for name in loops}
+        try:
+            for rnd in range(a.rounds):
+                k = (rnd + i) % len(loops)
+                for name in loops[k:] + loops[:k]:
+                    results[row][name].append(workers[name].run())
+        finally:
+            for w in workers.values():
+                w.close()
+        print(f'  {ROWS[row][0]}: done ({time.monotonic() - t_start:.0f} s)', flush=True)
     summary = summarize(results, a.rows, loops)
     cpu_summary = summarize(results, a.rows, loops, 'ops_per_cpu_s')
     print()
@@ -399,8 +460,8 @@ def main(argv=None):
           'per-round ratios evioloop/X [min-max over rounds]; > 1: evioloop is faster')
     print_table(summary, a.rows, loops)
     print()
-    print('ops per CPU-second of the benchmark process (user+sys, all its threads): '
-          'insensitive to being descheduled on a busy machine')
+    print('ops per CPU-second (user+sys of the worker process, all its threads); the '
+          'same ratios from CPU time instead of wall time')
     print_table(cpu_summary, a.rows, loops)
     sys.stdout.flush()
     if a.json:

@@ -380,9 +380,16 @@ cdef class CoreLoop:
         return h
 
     def _add_callback(self, handle):
-        """Queue an existing Handle (the stock loop's signal path uses this)."""
-        if not (<Handle?>handle)._cancelled:
+        """Queue an existing handle (the stock loop's signal path uses this).
+
+        The stock signal code makes asyncio.events.Handle objects; those run
+        through their own _run, which handles their context and errors."""
+        if handle._cancelled:
+            return
+        if isinstance(handle, Handle):
             self.push_ready(handle)
+        else:
+            self.push_ready(self.new_handle(handle._run, (), None))
 
     def _write_to_self(self):
         """Wake the loop if it is blocked in the kernel (safe from any thread)."""
@@ -680,6 +687,10 @@ cdef class CoreLoop:
         cdef Handle h
 
         self.drop_cancelled_timers()
+        if self.flushing:
+            # output queued while the loop was not running (or by callbacks
+            # that ran after the last flush) must not wait for the kernel
+            self.flush_queued()
         # The flag and the emptiness check happen under the GIL with nothing
         # in between that could release it: a thread that queues a callback
         # either runs before (we see it and do not block) or after (it sees

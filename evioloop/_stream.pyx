@@ -527,6 +527,9 @@ cdef class StreamConn(FdOwner):
         # number may be reused the moment it is closed
         if self.closed:
             return 0
+        # the addresses stay readable after close, as on the stock loop
+        self.extra_info('sockname', None)
+        self.extra_info('peername', None)
         self.closed = True
         self.loop.unregister(self)
         if self.sock is not None:
@@ -678,6 +681,9 @@ class StreamTransport(_transports.Transport):
 
     def _reset_empty_waiter(self):
         (<StreamConn>self._conn).empty_waiter = None
+
+    def _force_close(self, exc):
+        (<StreamConn>self._conn).force_close(exc)
 
     def __repr__(self):
         cdef StreamConn c = <StreamConn>self._conn

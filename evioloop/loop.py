@@ -90,10 +90,12 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         # (eventfd / EVFILT_USER). The stock socketpair is still needed for
         # signal.set_wakeup_fd, so it is made on the first add_signal_handler.
         self._ssock = self._csock = None
+        self._internal_fds += 1     # the poller's wake-up channel
 
     def _close_self_pipe(self):
         if self._ssock is not None:
             super()._close_self_pipe()
+        self._internal_fds -= 1
 
     def add_signal_handler(self, sig, callback, *args):
         # the stock checks first, in the stock order, then the pipe

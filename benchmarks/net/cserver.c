@@ -9,7 +9,7 @@
  * It listens on 127.0.0.1 (PORT 0 = any free port) and prints "ready PORT".  It speaks
  * the same control protocol on stdin as benchmarks/net/server.py: "cpu" prints
  * "cpu SECONDS" (user + sys of this process, getrusage RUSAGE_SELF); "quit" or EOF
- * exits.  The echo path is what an event loop does at best: one read() into a 64 KiB
+ * exits.  The echo path is what an event loop does at best: one read() into a 256 KiB
  * buffer per readable event and one write() back; only a partial write keeps bytes
  * (and stops reading that connection until they are flushed).
  */
@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define BUF_SIZE (64 * 1024)
+#define BUF_SIZE (256 * 1024)   /* the read size of uvloop and of the stock loop */
 
 static const char HTTP_RESPONSE[] =
     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello, World!";

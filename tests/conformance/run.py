@@ -1,0 +1,616 @@
+#!/usr/bin/env python3
+"""Run CPython's own test.test_asyncio suites against evioloop (and the stock loop).
+
+    python tests/conformance/run.py [--loop evioloop|asyncio|both] [--modules M ...] [-v]
+
+Each module runs in its own subprocess (a "worker": this file with --worker),
+with unittest's own machinery, from a scratch directory. The worker wires the
+loop under test into the module (see adapters.py), records for every test which
+kinds of loop it created (evioloop, the stock selector loop, or a mock loop such
+as test_utils.TestLoop), and streams one JSON record per test. The parent
+applies expected_failures.py and prints a table per module:
+
+  tests  every test of the module that was selected (see adapters.py)
+  pass   passed, and created the loop under test
+  other  passed without ever creating the loop under test (mock-loop tests,
+         tests of the stock loop's classes, tests that need no loop): not
+         counted as passes of the loop under test
+  fail, err   unexpected failures / errors
+  skip   skipped by the test itself
+  xfail  expected failures (expected_failures.py), including hangs not run
+  xpass  listed in expected_failures.py but passed (reported, not an error)
+
+A test that runs longer than --test-timeout seconds makes the worker dump its
+traceback and exit (faulthandler); the parent records it as an error and
+restarts the module without it and the tests already done.
+
+The compiled, installed evioloop is used, never the source tree: the repository
+root is removed from sys.path and the worker checks where evioloop came from.
+Exit status: 0 when nothing failed unexpectedly, 1 otherwise.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+ID_PREFIX = 'test.test_asyncio.'
+VERSION = '%d.%d' % sys.version_info[:2]
+
+# Modules run by default, in this order; those missing from a Python's
+# test.test_asyncio are left out for it.
+MODULES = [
+    'test_runners', 'test_taskgroups', 'test_timeouts', 'test_waitfor',
+    'test_locks', 'test_queues', 'test_pep492', 'test_context', 'test_futures',
+    'test_futures2', 'test_tasks', 'test_eager_task_factory', 'test_staggered',
+    'test_threads', 'test_sock_lowlevel', 'test_events', 'test_streams',
+    'test_server', 'test_sendfile', 'test_buffered_proto', 'test_unix_events',
+    'test_subprocess', 'test_ssl', 'test_sslproto',
+]
+
+LOOPS = {'evioloop': 'evio', 'asyncio': 'stock'}   # loop name -> kind under test
+COLUMNS = ('tests', 'pass', 'other', 'fail', 'err', 'skip', 'xfail', 'xpass')
+
+
+def _guard_sys_path():
+    """Never import evioloop from the source tree (it may hold stale builds)."""
+    def is_repo(p):
+        return os.path.realpath(p or os.getcwd()) == os.path.realpath(REPO)
+    sys.path[:] = [p for p in sys.path if not is_repo(p)]
+
+
+def available_modules():
+    """MODULES that exist in this Python's test.test_asyncio."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec('test.test_asyncio')
+    except ImportError:
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    where = list(spec.submodule_search_locations)[0]
+    return [m for m in MODULES if os.path.exists(os.path.join(where, m + '.py'))]
+
+
+# ------------------------------------------------------------------ worker
+
+def _worker(args):
+    _guard_sys_path()
+    import asyncio
+    import faulthandler
+    import importlib
+    import traceback
+    import unittest
+    from asyncio import base_events, selector_events
+
+    sys.path.insert(0, HERE)
+    import adapters
+    import expected_failures
+
+    worker_pid = os.getpid()
+    out = open(args.out, 'a', encoding='utf-8')
+
+    def emit(record):
+        if os.getpid() != worker_pid:      # a forked child must not write
+            return
+        out.write(json.dumps(record) + '\n')
+        out.flush()
+
+    evioloop = None
+    if args.loop == 'evioloop':
+        import evioloop
+        pkg = os.path.realpath(os.path.dirname(evioloop.__file__))
+        if (pkg == os.path.realpath(os.path.join(REPO, 'evioloop'))
+                and not args.allow_source_tree):
+            sys.exit(f'refusing to test the source tree\'s evioloop ({pkg}); '
+                     'install it (pip install .) or pass --allow-source-tree')
+        factory = evioloop.new_event_loop
+        # The policy way in, and the fallback after set_event_loop_policy(None):
+        # asyncio.events._init_event_loop_policy() instantiates
+        # asyncio.DefaultEventLoopPolicy.
+        asyncio.DefaultEventLoopPolicy = evioloop.EventLoopPolicy
+        asyncio.set_event_loop_policy(evioloop.EventLoopPolicy())
+        target_class = evioloop.Loop
+    else:
+        factory = asyncio.SelectorEventLoop
+        asyncio.set_event_loop_policy(None)
+        target_class = asyncio.SelectorEventLoop
+
+    def kind_of(loop):
+        if evioloop is not None and isinstance(loop, evioloop.Loop):
+            return 'evio'
+        if isinstance(loop, selector_events.BaseSelectorEventLoop):
+            return 'stock'
+        return 'mock'
+
+    # Sanity: both ways in give the loop under test.
+    for how, make in (('factory', factory), ('policy', asyncio.new_event_loop)):
+        probe = make()
+        try:
+            if type(probe) is not target_class:
+                sys.exit(f'{how} made {type(probe)!r}, not {target_class!r}')
+        finally:
+            probe.close()
+
+    # Record the kind of every loop created: all of them pass through
+    # BaseEventLoop.__init__ (evioloop.Loop too, through the MRO).
+    current = {'kinds': None}
+    orig_init = base_events.BaseEventLoop.__init__
+
+    def counting_init(self, *a, **kw):
+        kinds = current['kinds']
+        if kinds is not None:
+            kinds.add(kind_of(self))
+        return orig_init(self, *a, **kw)
+    base_events.BaseEventLoop.__init__ = counting_init
+
+    emit({'meta': {
+        'python': sys.version.split()[0],
+        'executable': sys.executable,
+        'loop': args.loop,
+        'loop_class': f'{target_class.__module__}.{target_class.__qualname__}',
+        'evioloop': (getattr(evioloop, '__file__', None)),
+        'evioloop_version': getattr(evioloop, '__version__', None),
+        'module': args.worker,
+        'adaptation': adapters.describe(args.worker),
+    }})
+
+    timeout = args.test_timeout
+
+    def arm():
+        faulthandler.dump_traceback_later(timeout, exit=True)
+
+    arm()   # covers the import and setUpModule too
+    mod = importlib.import_module(ID_PREFIX + args.worker)
+    suite = adapters.build_suite(mod, args.worker, factory,
+                                 patch_explicit=args.loop != 'asyncio')
+    with open(args.exclude, encoding='utf-8') as f:
+        exclude = set(json.load(f))
+
+    def short(test_id):
+        return test_id[len(ID_PREFIX):] if test_id.startswith(ID_PREFIX) else test_id
+
+    def prune(s):
+        kept = unittest.TestSuite()
+        for t in s:
+            if isinstance(t, unittest.TestSuite):
+                sub = prune(t)
+                if sub.countTestCases():
+                    kept.addTest(sub)
+                continue
+            tid = short(t.id())
+            if tid in exclude:
+                continue
+            entry = expected_failures.lookup(tid, args.loop, VERSION)
+            if entry is not None and entry.hang:
+                emit({'id': tid, 'outcome': 'notrun', 'kinds': [],
+                      'detail': 'not run (hangs): ' + entry.reason, 'time': 0})
+                continue
+            kept.addTest(t)
+        return kept
+    suite = prune(suite)
+    emit({'collected': suite.countTestCases()})
+
+    class Result(unittest.TestResult):
+        def __init__(self):
+            super().__init__()
+            self.cur = None
+
+        def startTest(self, test):
+            super().startTest(test)
+            self.cur = {'id': short(test.id()), 'events': [], 't0': time.monotonic()}
+            current['kinds'] = set()
+            emit({'start': self.cur['id']})
+            arm()
+
+        def stopTest(self, test):
+            arm()
+            cur, self.cur = self.cur, None
+            kinds = sorted(current['kinds'] or ())
+            current['kinds'] = None
+            outcome, detail = self.outcome(cur['events'])
+            emit({'id': cur['id'], 'outcome': outcome, 'kinds': kinds,
+                  'detail': detail, 'time': round(time.monotonic() - cur['t0'], 3)})
+            super().stopTest(test)
+
+        @staticmethod
+        def outcome(events):
+            by = {}
+            for kind, text in events:
+                by.setdefault(kind, []).append(text)
+            if 'error' in by:
+                return 'error', '\n'.join(by['error'] + by.get('fail', []))
+            if 'fail' in by:
+                return 'fail', '\n'.join(by['fail'])
+            if 'xpass' in by:
+                return 'fail', 'unexpected success of a CPython @expectedFailure test'
+            if 'xfail' in by:
+                return 'xfail', 'CPython @expectedFailure: ' + by['xfail'][0]
+            if 'skip' in by and 'success' not in by:
+                return 'skip', by['skip'][0]
+            if 'success' in by:
+                return 'pass', ''
+            return 'error', 'no outcome reported'
+
+        def _event(self, test, kind, text):
+            if self.cur is None:
+                # setUpClass/tearDownClass/setUpModule/tearDownModule
+                emit({'id': short(str(test)), 'outcome': kind, 'kinds': [],
+                      'detail': text, 'time': 0, 'fixture': True})
+            else:
+                self.cur['events'].append((kind, text))
+
+        def _tb(self, err, test):
+            text = self._exc_info_to_string(err, test)
+            return text if len(text) < 6000 else text[:2000] + '\n[...]\n' + text[-3500:]
+
+        def addSuccess(self, test):
+            super().addSuccess(test)
+            self._event(test, 'success', '')
+
+        def addFailure(self, test, err):
+            super().addFailure(test, err)
+            self._event(test, 'fail', self._tb(err, test))
+
+        def addError(self, test, err):
+            super().addError(test, err)
+            self._event(test, 'error', self._tb(err, test))
+
+        def addSkip(self, test, reason):
+            super().addSkip(test, reason)
+            self._event(test, 'skip', reason)
+
+        def addExpectedFailure(self, test, err):
+            super().addExpectedFailure(test, err)
+            self._event(test, 'xfail', str(err[1])[:200])
+
+        def addUnexpectedSuccess(self, test):
+            super().addUnexpectedSuccess(test)
+            self._event(test, 'xpass', '')
+
+        def addSubTest(self, test, subtest, err):
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                if issubclass(err[0], test.failureException):
+                    kind = 'fail'
+                elif issubclass(err[0], unittest.SkipTest):
+                    kind = 'skip'
+                else:
+                    kind = 'error'
+                self._event(test, kind, f'{subtest}:\n' + self._tb(err, test))
+
+    result = Result()
+    try:
+        suite.run(result)
+    except BaseException:
+        emit({'abort': traceback.format_exc()})
+        raise
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    emit({'end': True})
+    out.close()
+    return 0
+
+
+# ------------------------------------------------------------------ parent
+
+class ModuleRun:
+    """The records of one module on one loop, after expected failures."""
+
+    def __init__(self, module, loop):
+        self.module = module
+        self.loop = loop
+        self.records = []       # dicts: id, outcome, kinds, detail, time, final
+        self.meta = None
+        self.problems = []      # worker-level trouble (crash, hang, bad setup)
+        self.seconds = 0.0
+        self.logs = []
+
+    def counts(self):
+        c = dict.fromkeys(COLUMNS, 0)
+        for r in self.records:
+            c['tests'] += 1
+            c[r['final']] += 1
+        return c
+
+    @property
+    def unexpected(self):
+        return [r for r in self.records if r['final'] in ('fail', 'err')]
+
+
+def _classify(rec, loop):
+    import expected_failures
+    target = LOOPS[loop]
+    entry = expected_failures.lookup(rec['id'], loop, VERSION)
+    rec['expected'] = entry.reason if entry is not None else None
+    outcome = rec['outcome']
+    if outcome == 'notrun':
+        final = 'xfail'
+    elif outcome in ('fail', 'error'):
+        final = 'xfail' if entry is not None else ('fail' if outcome == 'fail' else 'err')
+    elif outcome == 'pass':
+        if entry is not None:
+            final = 'xpass'
+        else:
+            final = 'pass' if target in rec['kinds'] else 'other'
+    elif outcome == 'xfail':
+        final = 'xfail'
+    else:
+        final = 'skip'
+    rec['final'] = final
+    return rec
+
+
+def _read_jsonl(path):
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, encoding='utf-8') as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass    # a torn last line of a killed worker
+    return records
+
+
+def run_module(module, loop, opts):
+    mr = ModuleRun(module, loop)
+    scratch = tempfile.mkdtemp(prefix=f'evio-conf-{module}-{loop}-')
+    workdir = os.path.join(scratch, 'cwd')
+    os.mkdir(workdir)
+    done = set()
+    t0 = time.monotonic()
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            out = os.path.join(scratch, f'results.{attempt}.jsonl')
+            log = os.path.join(scratch, f'worker.{attempt}.log')
+            exclude = os.path.join(scratch, f'exclude.{attempt}.json')
+            with open(exclude, 'w', encoding='utf-8') as f:
+                json.dump(sorted(done), f)
+            cmd = [sys.executable, os.path.abspath(__file__), '--worker', module,
+                   '--loop', loop, '--out', out, '--exclude', exclude,
+                   '--test-timeout', str(opts.test_timeout)]
+            if opts.allow_source_tree:
+                cmd.append('--allow-source-tree')
+            env = dict(os.environ)
+            env.pop('PYTHONASYNCIODEBUG', None)
+            env.pop('PYTHONDEVMODE', None)
+            with open(log, 'w', encoding='utf-8') as logf:
+                try:
+                    rc = subprocess.run(cmd, cwd=workdir, env=env, stdout=logf,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        timeout=opts.module_timeout).returncode
+                except subprocess.TimeoutExpired:
+                    rc = 'timeout'
+            mr.logs.append(log)
+            started, finished, ended = None, set(), False
+            for rec in _read_jsonl(out):
+                if 'meta' in rec:
+                    mr.meta = rec['meta']
+                elif 'start' in rec:
+                    started = rec['start']
+                elif 'id' in rec:
+                    if rec['id'] in done and not rec.get('fixture'):
+                        continue
+                    mr.records.append(_classify(rec, loop))
+                    if not rec.get('fixture'):
+                        done.add(rec['id'])
+                        finished.add(rec['id'])
+                elif 'end' in rec:
+                    ended = True
+            if ended and rc == 0:
+                break
+            with open(log, encoding='utf-8', errors='replace') as f:
+                tail = f.read()[-4000:]
+            hung = 'Timeout (' in tail or rc == 'timeout'
+            if started is not None and started not in finished:
+                why = (f'hung: still running after {opts.test_timeout}s, the worker was stopped'
+                       if hung else f'the worker died (exit status {rc}) during this test')
+                mr.records.append(_classify({
+                    'id': started, 'outcome': 'error', 'kinds': [], 'time': 0,
+                    'detail': why + '\n' + tail, 'crash': True}, loop))
+                done.add(started)
+                if attempt <= opts.max_restarts:
+                    continue
+                mr.problems.append(f'gave up after {attempt} worker runs')
+            else:
+                mr.problems.append(f'worker exit status {rc} outside any test:\n{tail}')
+            break
+    finally:
+        mr.seconds = time.monotonic() - t0
+        if opts.keep:
+            mr.scratch = scratch
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    target = LOOPS[loop]
+    if not any(target in r['kinds'] for r in mr.records) and mr.records:
+        mr.problems.append(f'no test of {module} created a {loop} loop: '
+                           'the loop under test was not wired in')
+    return mr
+
+
+def _fmt_counts(c, seconds):
+    return ' '.join(f'{c[k]:>5}' for k in COLUMNS) + f' {seconds:>6.1f}'
+
+
+def print_report(runs, loops, verbose, stream=sys.stdout):
+    w = stream.write
+    modules = []
+    for mr in runs:
+        if mr.module not in modules:
+            modules.append(mr.module)
+    by = {(mr.module, mr.loop): mr for mr in runs}
+    head = ' '.join(f'{k:>5}' for k in COLUMNS) + '   secs'
+    namew = max([len(m) for m in modules] + [12])
+    w(f'Python {sys.version.split()[0]} ({sys.executable})\n')
+    for loop in loops:
+        metas = [mr.meta for mr in runs if mr.loop == loop and mr.meta]
+        if metas:
+            m = metas[0]
+            extra = f", evioloop from {m['evioloop']}" if m.get('evioloop') else ''
+            w(f"  {loop}: loop class {m['loop_class']}{extra}\n")
+    w('\n' + ' ' * namew + ' | ' + ' | '.join(
+        f'{loop:<{len(head)}}' for loop in loops) + '\n')
+    w(f"{'module':<{namew}} | " + ' | '.join(head for _ in loops) + '\n')
+    w('-' * (namew + 1) + ('+' + '-' * (len(head) + 2)) * len(loops) + '\n')
+    totals = {loop: (dict.fromkeys(COLUMNS, 0), 0.0) for loop in loops}
+    for m in modules:
+        cells = []
+        for loop in loops:
+            mr = by.get((m, loop))
+            if mr is None:
+                cells.append(' ' * len(head))
+                continue
+            c = mr.counts()
+            tc, ts = totals[loop]
+            for k in COLUMNS:
+                tc[k] += c[k]
+            totals[loop] = (tc, ts + mr.seconds)
+            cells.append(_fmt_counts(c, mr.seconds) + ('!' if mr.problems else ''))
+        w(f'{m:<{namew}} | ' + ' | '.join(cells) + '\n')
+    w('-' * (namew + 1) + ('+' + '-' * (len(head) + 2)) * len(loops) + '\n')
+    w(f"{'TOTAL':<{namew}} | " + ' | '.join(
+        _fmt_counts(*totals[loop]) for loop in loops) + '\n')
+
+    bad = False
+    for loop in loops:
+        lruns = [mr for mr in runs if mr.loop == loop]
+        unexpected = [r for mr in lruns for r in mr.unexpected]
+        xpass = [r for mr in lruns for r in mr.records if r['final'] == 'xpass']
+        xfail = [r for mr in lruns for r in mr.records if r['final'] == 'xfail']
+        problems = [(mr.module, p) for mr in lruns for p in mr.problems]
+        if unexpected or problems:
+            bad = True
+        if unexpected:
+            w(f'\n{loop}: {len(unexpected)} UNEXPECTED failures/errors:\n')
+            for r in unexpected:
+                w(f"  {r['final'].upper():4} {r['id']}{'  [crash/hang]' if r.get('crash') else ''}\n")
+                detail = (r.get('detail') or '').rstrip()
+                if verbose:
+                    w('    ' + detail.replace('\n', '\n    ') + '\n')
+                elif detail:
+                    lines = [ln for ln in detail.splitlines() if ln.strip()]
+                    w(f'       {lines[-1].strip()[:200]}\n')
+        if problems:
+            w(f'\n{loop}: worker problems:\n')
+            for module, p in problems:
+                w(f'  {module}: ' + p.replace('\n', '\n    ') + '\n')
+        if xpass:
+            w(f'\n{loop}: {len(xpass)} unexpected successes (listed in expected_failures.py, '
+              'but passed: remove the entry):\n')
+            for r in xpass:
+                w(f"  {r['id']}  ({r['expected']})\n")
+        notrun = [r for r in xfail if r['outcome'] == 'notrun']
+        if notrun:
+            w(f'\n{loop}: {len(notrun)} tests not run (expected to hang):\n')
+            for r in notrun:
+                w(f"  {r['id']}\n")
+        if verbose and xfail:
+            w(f'\n{loop}: {len(xfail)} expected failures:\n')
+            for r in xfail:
+                reason = r.get('expected') or r.get('detail', '').splitlines()[0]
+                got = r['outcome']
+                w(f"  {r['id']}  [{got}] {reason}\n")
+        if verbose:
+            other = [r for mr in lruns for r in mr.records if r['final'] == 'other']
+            stockish = [r for r in other if r['kinds']]
+            if stockish:
+                w(f'\n{loop}: passed without the loop under test, but with other loops '
+                  f'({len(stockish)}):\n')
+                for r in stockish:
+                    w(f"  {r['id']}  loops: {','.join(r['kinds'])}\n")
+    return bad
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--loop', choices=('evioloop', 'asyncio', 'both'), default='evioloop')
+    p.add_argument('--modules', nargs='+', metavar='M',
+                   help='modules to run (default: all that exist here); '
+                        'the test_ prefix may be omitted')
+    p.add_argument('-v', '--verbose', action='store_true',
+                   help='tracebacks, expected failures, tests that ran other loops')
+    p.add_argument('-j', '--jobs', type=int, default=1, help='modules run in parallel')
+    p.add_argument('--test-timeout', type=float, default=60.0,
+                   help='seconds one test (or one fixture) may take (default 60)')
+    p.add_argument('--module-timeout', type=float, default=1800.0)
+    p.add_argument('--max-restarts', type=int, default=5,
+                   help='hung/crashed tests tolerated per module before giving up')
+    p.add_argument('--json', metavar='PATH', help='write every record to PATH')
+    p.add_argument('--keep', action='store_true', help='keep the worker scratch dirs')
+    p.add_argument('--list', action='store_true', help='list the modules and exit')
+    p.add_argument('--allow-source-tree', action='store_true',
+                   help='accept an evioloop imported from the repository (editable install)')
+    # internal: worker mode
+    p.add_argument('--worker', help=argparse.SUPPRESS)
+    p.add_argument('--out', help=argparse.SUPPRESS)
+    p.add_argument('--exclude', help=argparse.SUPPRESS)
+    opts = p.parse_args(argv)
+
+    if opts.worker:
+        return _worker(opts)
+
+    available = available_modules()
+    if not available:
+        print(f'{sys.executable} has no test.test_asyncio package', file=sys.stderr)
+        return 2
+    if opts.list:
+        sys.path.insert(0, HERE)
+        import adapters
+        for m in available:
+            print(f'{m}: {adapters.describe(m)}')
+        return 0
+    modules = available
+    if opts.modules:
+        modules = []
+        for m in opts.modules:
+            m = m if m.startswith('test_') else 'test_' + m
+            if m not in MODULES:
+                p.error(f'unknown module {m}; known: {", ".join(MODULES)}')
+            if m in available:
+                modules.append(m)
+            else:
+                print(f'note: {m} does not exist in Python {VERSION}; skipped')
+    loops = ['evioloop', 'asyncio'] if opts.loop == 'both' else [opts.loop]
+    sys.path.insert(0, HERE)
+
+    jobs = [(m, loop) for m in modules for loop in loops]
+    runs = []
+    t0 = time.monotonic()
+    if opts.jobs > 1:
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(opts.jobs) as ex:
+            runs = list(ex.map(lambda j: run_module(j[0], j[1], opts), jobs))
+    else:
+        for m, loop in jobs:
+            runs.append(run_module(m, loop, opts))
+            if opts.verbose:
+                c = runs[-1].counts()
+                print(f'  ran {m} on {loop}: ' + ', '.join(f'{k}={c[k]}' for k in COLUMNS)
+                      + f' ({runs[-1].seconds:.1f}s)', flush=True)
+    bad = print_report(runs, loops, opts.verbose)
+    print(f'\nwall time {time.monotonic() - t0:.1f}s; '
+          + ('UNEXPECTED FAILURES' if bad else 'OK (no unexpected failures)'))
+    if opts.json:
+        with open(opts.json, 'w', encoding='utf-8') as f:
+            json.dump({'python': sys.version.split()[0], 'runs': [
+                {'module': mr.module, 'loop': mr.loop, 'counts': mr.counts(),
+                 'seconds': round(mr.seconds, 1), 'meta': mr.meta,
+                 'problems': mr.problems, 'records': mr.records} for mr in runs]},
+                f, indent=1)
+    return 1 if bad else 0
+
+
+if __name__ == '__main__':
+    _guard_sys_path()
+    sys.exit(main())

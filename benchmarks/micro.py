@@ -362,7 +362,7 @@ def summarize(results, rows, loops, metric='ops_per_s'):
                 continue
             # paired per round: the two were measured back to back
             rs = [e[metric] / b[metric]
-                  for e, b in zip(per_loop['evioloop'], per_loop[base])
+                  for e, b in zip(per_loop['evioloop'], per_loop[base], strict=True)
                   if metric in e and metric in b]
             s['ratios'][base] = rs
     return summary
@@ -383,7 +383,8 @@ def print_table(summary, rows, loops, out=sys.stdout):
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for k, r in enumerate(table):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]
+        cells = [r[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]
         print('  '.join(cells), file=out)
         if k == 0:
             print('  '.join('-' * w for w in widths), file=out)

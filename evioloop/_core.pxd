@@ -106,5 +106,6 @@ cdef class CoreLoop:
     cdef int dispatch(self, int n) except -1
     cdef int note_stale(self, int fd, FdOwner owner) except -1
     cdef int rebuild_poller(self) except -1
-    cdef int move_due_timers(self) except -1
+    cdef int run_ready(self, Py_ssize_t ntodo) except -1
+    cdef int run_due_timers(self, double end) except -1
     cdef int drop_cancelled_timers(self) except -1

@@ -507,20 +507,6 @@ cdef class CoreLoop:
                 Py_DECREF(<object>top)
         return 0
 
-    cdef int move_due_timers(self) except -1:
-        cdef double end = self.now() + self._clock_resolution
-        cdef PyObject *top
-        cdef TimerHandle t
-        while self.ntimers and self.timers[0].when <= end:
-            top = self.pop_timer()
-            t = <TimerHandle>top
-            Py_DECREF(t)
-            if t._cancelled:
-                self.ncancelled -= 1
-            else:
-                self.push_ready(t)
-        return 0
-
     # -- the fd table
 
     cdef FdOwner owner_of(self, int fd):
@@ -680,11 +666,14 @@ cdef class CoreLoop:
         return 0
 
     cdef int run_once(self) except -1:
+        # The order within one iteration is the stock loop's: the callbacks
+        # that were ready before the wait, then the I/O that the wait found,
+        # then the timers that are due; whatever those schedule runs in the
+        # next iteration. I/O and timers run in place (evio's iter) instead of
+        # taking a trip through the ready queue.
         cdef int timeout_ms, n
-        cdef double dt
+        cdef double dt, end
         cdef Py_ssize_t ntodo
-        cdef PyObject *p
-        cdef Handle h
 
         self.drop_cancelled_timers()
         if self.flushing:
@@ -696,7 +685,8 @@ cdef class CoreLoop:
         # either runs before (we see it and do not block) or after (it sees
         # `polling` and triggers the wake-up).
         self.polling = True
-        if self.ready_len or self._stopping:
+        ntodo = self.ready_len
+        if ntodo or self._stopping:
             timeout_ms = 0
         elif self.ntimers:
             dt = self.timers[0].when - self.now()
@@ -713,11 +703,21 @@ cdef class CoreLoop:
             n = self.poller.wait(timeout_ms)
         finally:
             self.polling = False
+        end = self.now() + self._clock_resolution
+
+        if ntodo:
+            self.run_ready(ntodo)
         if n:
             self.dispatch(n)
-        self.move_due_timers()
+        if self.ntimers and self.timers[0].when <= end:
+            self.run_due_timers(end)
+        if self.flushing:
+            self.flush_queued()
+        return 0
 
-        ntodo = self.ready_len
+    cdef int run_ready(self, Py_ssize_t ntodo) except -1:
+        cdef PyObject *p
+        cdef Handle h
         while ntodo > 0:
             ntodo -= 1
             p = self.ready[self.ready_head]
@@ -727,8 +727,19 @@ cdef class CoreLoop:
             Py_DECREF(h)
             if not h._cancelled:
                 self.run_handle(h)
-        if self.flushing:
-            self.flush_queued()
+        return 0
+
+    cdef int run_due_timers(self, double end) except -1:
+        cdef PyObject *top
+        cdef TimerHandle t
+        while self.ntimers and self.timers[0].when <= end:
+            top = self.pop_timer()
+            t = <TimerHandle>top
+            Py_DECREF(t)
+            if t._cancelled:
+                self.ncancelled -= 1
+            else:
+                self.run_handle(t)
         return 0
 
     cdef int dispatch(self, int n) except -1:

@@ -20,7 +20,7 @@ def _modules():
     spec = importlib.util.spec_from_file_location('_evioloop_conformance_run', RUN)
     run = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run)
-    return run.available_modules()
+    return [m for m in run.available_modules() if m not in run.MOCK_ONLY]
 
 
 MODULES = _modules()

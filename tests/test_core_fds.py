@@ -227,10 +227,9 @@ def test_both_sides_fire_in_one_iteration(loop, pair):
     b.send(b'x')
     loop.add_reader(a, lambda: (got.append('r'), a.recv(10), loop.remove_reader(a)))
     loop.add_writer(a, lambda: (got.append('w'), loop.remove_writer(a)))
+    # the fd is readable and writable already: a single iteration runs both
     loop.call_soon(loop.stop)
     loop.run_forever()
-    # one iteration after the stop: both callbacks ran already, in some order
-    run_briefly(loop, 0.005)
     assert sorted(got) == ['r', 'w']
 
 
@@ -402,3 +401,48 @@ def test_stale_registration_keeps_other_watchers_working(evloop):
         os.close(dup)
         for s in (b, x, y):
             s.close()
+
+
+def test_cancelled_reader_handle_is_dropped_on_its_next_event(loop, pair):
+    a, b = pair
+    got = []
+    h = loop._add_reader(a, got.append, 'called')
+    h.cancel()
+    b.send(b'x')
+    run_briefly(loop)
+    assert got == []
+    assert a.fileno() not in loop._selector.get_map()
+    assert loop.remove_reader(a) is False
+
+
+@pytest.mark.parametrize('exc_type', [KeyboardInterrupt, SystemExit])
+def test_base_exception_in_reader_propagates_and_loop_recovers(loop, pair, exc_type):
+    a, b = pair
+    x, y = socket.socketpair()
+    try:
+        calls = []
+
+        def raiser():
+            calls.append('raiser')
+            a.recv(10)
+            raise exc_type()
+
+        loop.add_reader(a, raiser)
+        loop.add_reader(x, lambda: calls.append(('other', x.recv(10))))
+        b.send(b'1')
+        with pytest.raises(exc_type):
+            loop.run_until_complete(asyncio.sleep(1))
+        assert not loop.is_running()
+        loop.remove_reader(a)
+        y.send(b'2')
+        run_briefly(loop)
+        assert calls[0] == 'raiser'
+        assert calls[-1] == ('other', b'2')
+        loop.remove_reader(x)
+    finally:
+        x.close()
+        y.close()
+        # the sleep(1) task is left pending by the interrupted run
+        for t in asyncio.all_tasks(loop):
+            t.cancel()
+        loop.run_until_complete(asyncio.sleep(0))

@@ -96,7 +96,12 @@ def test_running_the_running_loop_raises(loop, nested):
 
     loop.call_soon(again)
     loop.run_forever()
-    assert errors == ['This event loop is already running', True]
+    assert errors[0] == 'This event loop is already running'
+    if isinstance(loop, evioloop.Loop) or not (sys.version_info[:2] == (3, 13)
+                                              and nested == 'run_forever'):
+        # 3.13's stock run_forever() runs its cleanup when it refuses, and the
+        # loop then forgets that it is running (a CPython bug evioloop avoids)
+        assert errors[1] is True
     assert not loop.is_running()
 
 

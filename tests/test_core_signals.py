@@ -88,7 +88,7 @@ def test_add_signal_handler_from_another_thread(evloop, stockloop):
 
 
 def test_handler_runs_on_the_loop(loop, watchdog):
-    watchdog(10)
+    watchdog(5)
     got = []
     done = loop.create_future()
 
@@ -110,7 +110,7 @@ def test_handler_runs_on_the_loop(loop, watchdog):
 def test_signal_wakes_a_blocked_loop(loop, watchdog):
     # no timers at all: the loop blocks without a timeout; the signal, sent
     # from another thread, must still get the handler run
-    watchdog(10)
+    watchdog(5)
     done = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR2, lambda: done.set_result('got it'))
     t = threading.Timer(0.1, os.kill, args=(os.getpid(), signal.SIGUSR2))
@@ -123,7 +123,7 @@ def test_signal_wakes_a_blocked_loop(loop, watchdog):
 
 
 def test_replacing_a_signal_handler(loop, watchdog):
-    watchdog(10)
+    watchdog(5)
     got = []
     done = loop.create_future()
     loop.add_signal_handler(signal.SIGUSR1, got.append, 'old')
@@ -134,7 +134,7 @@ def test_replacing_a_signal_handler(loop, watchdog):
 
 
 def test_handler_exception_reaches_the_exception_handler(loop, watchdog):
-    watchdog(10)
+    watchdog(5)
     contexts = []
     loop.set_exception_handler(lambda lp, ctx: contexts.append(ctx))
 
@@ -264,12 +264,13 @@ def test_ctrl_c_like_the_stock_loop(tmp_path, way, work):
     evio = _ctrl_c(tmp_path, 'evio', way, work)
     # an uncaught KeyboardInterrupt ends Python by SIGINT itself (exit -2)
     assert stock[0] == -signal.SIGINT and stock[2] == 'KeyboardInterrupt'
-    if way == 'run_until_complete' and work == 'busy':
-        # Without a SIGINT handler of the runner's, KeyboardInterrupt is
-        # raised wherever Python code runs when the signal lands: in the
-        # coroutine (its finally runs at once) or in the loop (it runs at
-        # exit). Which one is a race on either loop; compare what must hold.
+    runner_handles_sigint = way == 'runner' or (way == 'run' and sys.version_info >= (3, 11))
+    if work == 'busy' and not runner_handles_sigint:
+        # Without the SIGINT handler of asyncio.Runner (3.11+), KeyboardInterrupt
+        # is raised wherever Python code runs when the signal lands: in the
+        # coroutine (its finally runs at once) or in the loop (the task is
+        # cancelled or collected later). Which one is a race on either loop;
+        # compare what must hold: the exit by SIGINT and the traceback's end.
         assert (evio[0], evio[2]) == (stock[0], stock[2])
-        assert sorted(evio[1].splitlines()) == sorted(stock[1].splitlines())
     else:
         assert evio == stock

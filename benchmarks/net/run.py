@@ -495,7 +495,7 @@ def parse_args(argv):
                         '1 in 16 replies per connection (default); counts + all content')
     p.add_argument('--pin', action='store_true',
                    help='pin the server to CPU 0 and the client to CPU 1 (on the shared 2-core VM '
-                        'this made every request several times dearer)')
+                        'this made every request 3-4x dearer)')
     p.add_argument('--python', default=sys.executable,
                    help='interpreter for the Python servers (default: this one)')
     p.add_argument('--json', help='also write every run as JSON to this file')

@@ -20,7 +20,9 @@ each gets its own treatment:
 
 3. Tests that instantiate the stock loop explicitly (`asyncio.SelectorEventLoop()`)
    or use `test_utils.TestLoop` (a mock loop with virtual time, used to test
-   Task/Future/transport classes, not the loop). Where the stock loop is
+   Task/Future/transport classes, not the loop). Two modules hand a mocked
+   `asyncio.BaseEventLoop()` to otherwise loop-agnostic tests (test_runners,
+   test_pep492); MODULE_HOOKS gives them a real loop under test. Where the stock loop is
    instantiated in a setUp and the test is about behaviour evioloop inherits or
    overrides (signals, unix sockets), the setUp is run with
    `asyncio.SelectorEventLoop` patched to the loop under test (`SETUP_PATCH`).
@@ -120,8 +122,19 @@ def _adapt_test_runners(mod, factory):
     mod.BaseTest.new_loop = new_loop
 
 
+def _adapt_test_pep492(mod, factory):
+    """test_pep492's BaseTest runs its coroutines on a mocked
+    `asyncio.BaseEventLoop()`; run them on a real loop of the kind under test."""
+    def setUp(self):
+        super(mod.BaseTest, self).setUp()
+        self.loop = factory()
+        self.set_event_loop(self.loop)
+    mod.BaseTest.setUp = setUp
+
+
 MODULE_HOOKS = {
     'test_runners': _adapt_test_runners,
+    'test_pep492': _adapt_test_pep492,
 }
 
 
@@ -135,7 +148,7 @@ def describe(module):
     if module in SETUP_PATCH:
         parts.append('setUp patched: ' + ', '.join(SETUP_PATCH[module]))
     if module in MODULE_HOOKS:
-        parts.append((MODULE_HOOKS[module].__doc__ or '').split('\n')[0].strip())
+        parts.append(' '.join((MODULE_HOOKS[module].__doc__ or '').split()).rstrip('.'))
     parts.append('policy-installed loop for the rest')
     return '; '.join(parts)
 

@@ -68,8 +68,12 @@ cdef class Poller:
         propagates) and returns 0: the loop recomputes its timeout and waits
         again, as PEP 475 asks."""
         cdef int n
-        with nogil:
-            n = evp_wait(self.p, timeout_ms)
+        if timeout_ms == 0:
+            # a poll that cannot block is cheaper than giving up the GIL
+            n = evp_wait(self.p, 0)
+        else:
+            with nogil:
+                n = evp_wait(self.p, timeout_ms)
         if n < 0:
             if errno == EINTR:
                 if PyErr_CheckSignals() < 0:

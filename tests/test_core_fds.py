@@ -56,7 +56,8 @@ def test_bad_fds_same_errors_as_stock(evloop, stockloop, what, side):
     for lp in (stockloop, evloop):
         add = getattr(lp, f'add_{side}')
         remove = getattr(lp, f'remove_{side}')
-        got.append((_outcome(lambda: add(fd, print)), _outcome(lambda: remove(fd))))
+        got.append((_outcome(lambda add=add: add(fd, print)),
+                    _outcome(lambda remove=remove: remove(fd))))
     assert got[1] == got[0]
 
 
@@ -67,7 +68,8 @@ def test_closed_fd_number_same_error_as_stock(evloop, stockloop, side):
         fd = _closed_fd_number()
         add = getattr(lp, f'add_{side}')
         remove = getattr(lp, f'remove_{side}')
-        got.append((_outcome(lambda: add(fd, print)), _outcome(lambda: remove(fd))))
+        got.append((_outcome(lambda add=add, fd=fd: add(fd, print)),
+                    _outcome(lambda remove=remove, fd=fd: remove(fd))))
     assert got[0][0][0] == 'OSError'
     assert got[1] == got[0]
 
@@ -96,10 +98,10 @@ def test_regular_file_is_refused_like_stock(evloop, stockloop):
     got = []
     with tempfile.TemporaryFile() as f:
         for lp in (stockloop, evloop):
-            got.append((_outcome(lambda: lp.add_reader(f, print)),
-                        _outcome(lambda: lp.remove_reader(f)),
-                        _outcome(lambda: lp.add_writer(f.fileno(), print)),
-                        _outcome(lambda: lp.remove_writer(f.fileno()))))
+            got.append((_outcome(lambda lp=lp: lp.add_reader(f, print)),
+                        _outcome(lambda lp=lp: lp.remove_reader(f)),
+                        _outcome(lambda lp=lp: lp.add_writer(f.fileno(), print)),
+                        _outcome(lambda lp=lp: lp.remove_writer(f.fileno()))))
     assert got[0][0][0] == 'PermissionError'
     assert got[1] == got[0]
     assert evloop._evio_stats()['watched_fds'] == 0

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-import evioloop
 
 pytestmark = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                                 reason='signal handlers need the main thread')
@@ -43,7 +42,7 @@ BAD = {
 @pytest.mark.parametrize('what', sorted(BAD))
 def test_add_signal_handler_validation_same_as_stock(evloop, stockloop, what):
     sig, cb = BAD[what]
-    got = [_outcome(lambda: lp.add_signal_handler(sig, cb)) for lp in (stockloop, evloop)]
+    got = [_outcome(lambda lp=lp: lp.add_signal_handler(sig, cb)) for lp in (stockloop, evloop)]
     assert got[0][0] in ('TypeError', 'ValueError', 'RuntimeError')
     assert got[1] == got[0]
     assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
@@ -60,7 +59,7 @@ def test_coroutine_object_is_refused(loop):
 
 @pytest.mark.parametrize('sig', ['x', -1, 1000, signal.SIGUSR2, signal.SIGKILL])
 def test_remove_signal_handler_validation_same_as_stock(evloop, stockloop, sig):
-    got = [_outcome(lambda: lp.remove_signal_handler(sig)) for lp in (stockloop, evloop)]
+    got = [_outcome(lambda lp=lp: lp.remove_signal_handler(sig)) for lp in (stockloop, evloop)]
     assert got[1] == got[0]
 
 
@@ -68,7 +67,7 @@ def test_add_signal_handler_on_closed_loop(evloop, stockloop):
     got = []
     for lp in (stockloop, evloop):
         lp.close()
-        got.append(_outcome(lambda: lp.add_signal_handler(signal.SIGUSR1, print)))
+        got.append(_outcome(lambda lp=lp: lp.add_signal_handler(signal.SIGUSR1, print)))
     assert got[0] == ('RuntimeError', 'Event loop is closed')
     assert got[1] == got[0]
 
@@ -77,7 +76,7 @@ def test_add_signal_handler_from_another_thread(evloop, stockloop):
     got = []
     for lp in (stockloop, evloop):
         out = []
-        t = threading.Thread(target=lambda: out.append(
+        t = threading.Thread(target=lambda out=out, lp=lp: out.append(
             _outcome(lambda: lp.add_signal_handler(signal.SIGUSR1, print))))
         t.start()
         t.join()

@@ -1,5 +1,4 @@
 """call_soon_threadsafe from many threads, waking a blocked loop, executors."""
-import asyncio
 import collections
 import concurrent.futures
 import sys

@@ -39,7 +39,7 @@ def test_call_later_never_fires_early(loop, delay):
         handles.append(h)
     loop.run_until_complete(asyncio.sleep(delay + 0.03))
     assert len(fired) == 5
-    for h, (now, elapsed) in zip(handles, fired):
+    for h, (now, elapsed) in zip(handles, fired, strict=True):
         assert now >= h.when()
         assert elapsed >= delay
 
@@ -51,7 +51,7 @@ def test_call_at_never_fires_early(loop):
         loop.call_at(w, lambda: fired.append(loop.time()))
     loop.run_until_complete(asyncio.sleep(0.03))
     assert len(fired) == len(whens)
-    for w, now in zip(whens, fired):
+    for w, now in zip(whens, fired, strict=True):
         assert now >= w
 
 
@@ -78,7 +78,7 @@ def test_asyncio_sleep_is_not_early(loop):
             await asyncio.sleep(d)
             out.append(loop.time() - t0)
         return out
-    for d, took in zip((0.001, 0.002, 0.005), loop.run_until_complete(main())):
+    for d, took in zip((0.001, 0.002, 0.005), loop.run_until_complete(main()), strict=True):
         assert took >= d
 
 

@@ -28,6 +28,9 @@ def new_event_loop():
 
 def run(main, *, debug=None):
     """Run a coroutine on a new evioloop loop, as asyncio.run() does."""
+    if asyncio.events._get_running_loop() is not None:
+        # before any loop exists, as asyncio.run() checks
+        raise RuntimeError("evioloop.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)
@@ -37,8 +40,6 @@ def run(main, *, debug=None):
 def _run_310(main, *, debug=None):
     # asyncio.run() of 3.10, with our loop: 3.10 has no asyncio.Runner.
     from asyncio import coroutines, events, runners
-    if events._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if not coroutines.iscoroutine(main):
         raise ValueError(f"a coroutine was expected, got {main!r}")
     loop = new_event_loop()

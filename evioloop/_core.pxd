@@ -92,7 +92,7 @@ cdef class CoreLoop:
     cdef int check_open(self) except -1
 
     # the fd table: every verb keeps the table and the poller in step
-    cdef FdOwner owner_of(self, int fd)
+    cdef FdOwner owner_of(self, long long fd)
     cdef int register(self, FdOwner owner, uint32_t mask) except -1
     cdef int modify(self, FdOwner owner, uint32_t mask) except -1
     cdef int unregister(self, FdOwner owner) except -1
@@ -107,5 +107,5 @@ cdef class CoreLoop:
     cdef int note_stale(self, int fd, FdOwner owner) except -1
     cdef int rebuild_poller(self) except -1
     cdef int run_ready(self, Py_ssize_t ntodo) except -1
-    cdef int run_due_timers(self, double end) except -1
+    cdef Py_ssize_t move_due_timers(self, double end) except -1
     cdef int drop_cancelled_timers(self) except -1

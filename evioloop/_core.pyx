@@ -239,9 +239,9 @@ cdef class FdWatch(FdOwner):
         return f'<FdWatch fd={self.fd} reader={self.reader!r} writer={self.writer!r}>'
 
 
-cdef inline int fileobj_to_fd(fileobj) except -1:
+cdef inline long long fileobj_to_fd(fileobj) except -1:
     # selectors._fileobj_to_fd, with the same errors
-    cdef int fd
+    cdef long long fd
     if isinstance(fileobj, int):
         fd = fileobj
     else:
@@ -509,8 +509,8 @@ cdef class CoreLoop:
 
     # -- the fd table
 
-    cdef FdOwner owner_of(self, int fd):
-        if fd < len(self.owners):
+    cdef FdOwner owner_of(self, long long fd):
+        if 0 <= fd < len(self.owners):
             return <FdOwner>self.owners[fd]
         return None
 
@@ -575,7 +575,7 @@ cdef class CoreLoop:
         return self.remove_watch(fd, EVP_WRITE)
 
     cdef add_watch(self, fileobj, callback, tuple args, uint32_t side):
-        cdef int fd
+        cdef long long fd
         cdef FdWatch w
         cdef Handle old
         self.check_open()
@@ -583,6 +583,8 @@ cdef class CoreLoop:
         h = self.new_handle(callback, args, None)
         owner = self.owner_of(fd)
         if owner is None:
+            if fd > 0x7FFFFFFF:
+                raise OverflowError('file descriptor is greater than maximum')
             w = FdWatch(self, fd)
             if side == EVP_READ:
                 w.reader = h
@@ -603,7 +605,7 @@ cdef class CoreLoop:
         return h
 
     cdef remove_watch(self, fileobj, uint32_t side):
-        cdef int fd
+        cdef long long fd
         cdef FdWatch w
         cdef Handle h
         if self._closed:
@@ -673,7 +675,7 @@ cdef class CoreLoop:
         # taking a trip through the ready queue.
         cdef int timeout_ms, n
         cdef double dt, end
-        cdef Py_ssize_t ntodo
+        cdef Py_ssize_t ntodo, ndue
 
         self.drop_cancelled_timers()
         if self.flushing:
@@ -685,8 +687,7 @@ cdef class CoreLoop:
         # either runs before (we see it and do not block) or after (it sees
         # `polling` and triggers the wake-up).
         self.polling = True
-        ntodo = self.ready_len
-        if ntodo or self._stopping:
+        if self.ready_len or self._stopping:
             timeout_ms = 0
         elif self.ntimers:
             dt = self.timers[0].when - self.now()
@@ -705,12 +706,17 @@ cdef class CoreLoop:
             self.polling = False
         end = self.now() + self._clock_resolution
 
+        # Timers due now join the queue behind the callbacks that were ready
+        # before the wait; the I/O runs between the two. A timer that those
+        # callbacks schedule, even an overdue one, waits for the next round.
+        ntodo = self.ready_len     # with what other threads queued meanwhile
+        ndue = self.move_due_timers(end) if self.ntimers else 0
         if ntodo:
             self.run_ready(ntodo)
         if n:
             self.dispatch(n)
-        if self.ntimers and self.timers[0].when <= end:
-            self.run_due_timers(end)
+        if ndue:
+            self.run_ready(ndue)
         if self.flushing:
             self.flush_queued()
         return 0
@@ -729,9 +735,11 @@ cdef class CoreLoop:
                 self.run_handle(h)
         return 0
 
-    cdef int run_due_timers(self, double end) except -1:
+    cdef Py_ssize_t move_due_timers(self, double end) except -1:
+        """Move the timers due by `end` to the ready queue; return how many."""
         cdef PyObject *top
         cdef TimerHandle t
+        cdef Py_ssize_t moved = 0
         while self.ntimers and self.timers[0].when <= end:
             top = self.pop_timer()
             t = <TimerHandle>top
@@ -739,8 +747,9 @@ cdef class CoreLoop:
             if t._cancelled:
                 self.ncancelled -= 1
             else:
-                self.run_handle(t)
-        return 0
+                self.push_ready(t)
+                moved += 1
+        return moved
 
     cdef int dispatch(self, int n) except -1:
         cdef int i, fd

@@ -28,9 +28,9 @@ def scenario_mixed(loop):
     loop.call_soon(order.append, 'soon2')
     loop.call_at(loop.time() - 10, order.append, 'at-10')
     loop.call_later(0, order.append, 'later0b')
-    loop.call_at(loop.time() + 0.02, order.append, 'at+0.02')
-    loop.call_later(0.01, order.append, 'later0.01')
-    loop.run_until_complete(asyncio.sleep(0.05))
+    loop.call_at(loop.time() + 0.2, order.append, 'at+0.2')
+    loop.call_later(0.1, order.append, 'later0.1')
+    loop.run_until_complete(asyncio.sleep(0.25))
     return order
 
 
@@ -39,7 +39,7 @@ def test_mixed_ordering(loop):
     # and past deadlines first), then future timers by deadline.
     assert scenario_mixed(loop) == [
         'soon1', 'soon2', 'at-10', 'later-1', 'later0', 'later0b',
-        'later0.01', 'at+0.02']
+        'later0.1', 'at+0.2']
 
 
 def test_mixed_ordering_same_as_stock(evloop, stockloop):
@@ -77,6 +77,60 @@ def test_nested_ordering_same_as_stock(evloop, stockloop):
     assert scenario_nested(evloop) == scenario_nested(stockloop)
 
 
+def test_what_a_timer_schedules_waits_for_next_iteration(loop):
+    order = []
+
+    def timer():
+        order.append('timer')
+        loop.call_soon(order.append, 'soon-from-timer')
+        loop.call_later(-1, order.append, 'later-1-from-timer')
+        loop.call_at(loop.time() - 5, order.append, 'at-5-from-timer')
+
+    loop.call_later(0.001, timer)
+    loop.run_until_complete(asyncio.sleep(0.02))
+    assert order == ['timer', 'soon-from-timer', 'at-5-from-timer', 'later-1-from-timer']
+
+
+def test_what_a_reader_schedules_waits_for_next_iteration(loop):
+    order = []
+    a, b = socket.socketpair()
+    try:
+        def reader():
+            order.append(('reader', a.recv(10)))
+            loop.remove_reader(a)
+            loop.call_soon(order.append, 'soon-from-reader')
+            loop.call_later(-1, order.append, 'later-1-from-reader')
+
+        loop.add_reader(a, reader)
+        b.send(b'x')
+        loop.run_until_complete(asyncio.sleep(0.02))
+    finally:
+        a.close()
+        b.close()
+    assert order == [('reader', b'x'), 'soon-from-reader', 'later-1-from-reader']
+
+
+def test_overdue_timer_rescheduling_itself_does_not_starve_the_loop(loop):
+    # A timer that keeps scheduling itself in the past (a periodic job that
+    # fell behind) runs once per iteration, so stop() and I/O still get in.
+    ticks = []
+    pending = []
+
+    def tick():
+        ticks.append(1)
+        if len(ticks) < 100_000:
+            pending[:] = [loop.call_later(-0.5, tick)]
+
+    pending.append(loop.call_later(-0.5, tick))
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert len(ticks) == 1
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    assert len(ticks) == 2
+    pending[0].cancel()
+
+
 def test_call_soon_is_fifo(loop):
     got = []
     for i in range(5000):
@@ -95,8 +149,9 @@ def test_call_soon_args_and_return_value(loop):
 
 def test_timers_fire_in_deadline_order_not_schedule_order(loop):
     got = []
+    base = loop.time()   # one base: a slow machine must not reorder the deadlines
     for d in (0.03, 0.01, 0.02, 0.0, -0.01):
-        loop.call_later(d, got.append, d)
+        loop.call_at(base + d, got.append, d)
     loop.run_until_complete(asyncio.sleep(0.06))
     assert got == [-0.01, 0.0, 0.01, 0.02, 0.03]
 

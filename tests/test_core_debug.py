@@ -69,9 +69,10 @@ def test_slow_callback_is_logged(loop, caplog):
     loop.call_soon(sleepy_callback)
     with caplog.at_level(logging.WARNING, logger='asyncio'):
         run_one_iteration(loop)
-    msgs = _slow_records(caplog)
-    assert len(msgs) == 1, msgs
-    assert re.match(r'Executing <Handle .*sleepy_callback.*> took 0\.\d{3} seconds$', msgs[0])
+    # (on a loaded machine other callbacks may be slow too: look for ours)
+    msgs = [m for m in _slow_records(caplog) if 'sleepy_callback' in m]
+    assert len(msgs) == 1, _slow_records(caplog)
+    assert re.match(r'Executing <Handle .*sleepy_callback.*> took \d+\.\d{3} seconds$', msgs[0])
     took = float(msgs[0].rsplit(' ', 2)[-2])
     assert took >= 0.03
 
@@ -112,8 +113,8 @@ def test_slow_reader_callback_is_logged(loop, caplog):
     finally:
         a.close()
         b.close()
-    msgs = _slow_records(caplog)
-    assert len(msgs) == 1 and 'sleepy_reader' in msgs[0], msgs
+    msgs = [m for m in _slow_records(caplog) if 'sleepy_reader' in m]
+    assert len(msgs) == 1, _slow_records(caplog)
 
 
 def test_slow_callback_not_logged_without_debug(loop, caplog):
@@ -138,8 +139,8 @@ def test_cancelled_slow_handle_keeps_its_name(loop, caplog):
     handles.append(loop.call_soon(self_cancelling))
     with caplog.at_level(logging.WARNING, logger='asyncio'):
         run_one_iteration(loop)
-    msgs = _slow_records(caplog)
-    assert len(msgs) == 1 and 'self_cancelling' in msgs[0], msgs
+    msgs = [m for m in _slow_records(caplog) if 'self_cancelling' in m]
+    assert len(msgs) == 1, _slow_records(caplog)
 
 
 @pytest.mark.parametrize('factory', [evioloop.new_event_loop, evioloop.Loop,

@@ -540,7 +540,12 @@ cdef class CoreLoop:
         elif owner.mask == 0:
             self.poller.add(owner.fd, mask, pack(owner))
         else:
-            self.poller.mod(owner.fd, owner.mask, mask, pack(owner))
+            try:
+                self.poller.mod(owner.fd, owner.mask, mask, pack(owner))
+            except FileNotFoundError:
+                # the fd was closed behind our back (the kernel dropped its
+                # registration) and its number now names another file
+                self.poller.add(owner.fd, mask, pack(owner))
         owner.mask = mask
         return 0
 

@@ -448,3 +448,30 @@ def test_base_exception_in_reader_propagates_and_loop_recovers(loop, pair, exc_t
         for t in asyncio.all_tasks(loop):
             t.cancel()
         loop.run_until_complete(asyncio.sleep(0))
+
+
+def test_watch_survives_its_fd_number_being_closed_and_reused(evloop):
+    # The writer's fd is closed without remove_writer; the kernel drops that
+    # registration and the number comes back for a new socket. Adding a reader
+    # on the number must watch the new socket (the stock loop raises
+    # FileNotFoundError from epoll_ctl(MOD) here).
+    a, b = socket.socketpair()
+    evloop.add_writer(a.fileno(), lambda: None)
+    number = a.fileno()
+    a.close()
+    c, d = socket.socketpair()
+    try:
+        if c.fileno() != number:
+            c, d = d, c
+        assert c.fileno() == number, 'the kernel did not reuse the lowest fd number'
+        got = []
+        evloop.add_reader(number, lambda: (got.append(c.recv(10)), evloop.stop()))
+        d.send(b'x')
+        evloop.call_later(2, evloop.stop)
+        evloop.run_forever()
+        assert got == [b'x']
+        assert evloop.remove_reader(number) is True
+        assert evloop.remove_writer(number) is True
+    finally:
+        for s in (b, c, d):
+            s.close()

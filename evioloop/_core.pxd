@@ -55,6 +55,7 @@ cdef class CoreLoop:
     cdef set stale_prev           # fds seen with a stale registration in the last wait
     cdef set stale_now
     cdef bint polling             # blocked (or about to block) in the kernel
+    cdef bint woken               # the poller was triggered since polling began
     cdef list flushing            # owners whose output waits for the end of the iteration
     cdef char *packet             # evio's packet: one read buffer shared by all connections
     cdef readonly Py_ssize_t packet_size
@@ -90,6 +91,7 @@ cdef class CoreLoop:
     cdef PyObject *pop_timer(self)
     cdef int run_handle(self, Handle h) except -1
     cdef int check_open(self) except -1
+    cdef int wake(self)
 
     # the fd table: every verb keeps the table and the poller in step
     cdef FdOwner owner_of(self, long long fd)

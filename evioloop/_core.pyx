@@ -375,9 +375,17 @@ cdef class CoreLoop:
             self._check_callback(callback, 'call_soon_threadsafe')
         h = self.new_handle(callback, args, context)
         self.push_ready(h)
-        if self.polling:
-            self.poller.trigger()
+        self.wake()
         return h
+
+    cdef int wake(self):
+        # One trigger per wait is enough. Until the woken loop gets the GIL
+        # back, `polling` stays set; without `woken` every call in that
+        # window would pay a write() syscall.
+        if self.polling and not self.woken:
+            self.woken = True
+            self.poller.trigger()
+        return 0
 
     def _add_callback(self, handle):
         """Queue an existing handle (the stock loop's signal path uses this).
@@ -393,8 +401,7 @@ cdef class CoreLoop:
 
     def _write_to_self(self):
         """Wake the loop if it is blocked in the kernel (safe from any thread)."""
-        if self.polling:
-            self.poller.trigger()
+        self.wake()
 
     # -- timers: a binary heap of (when, seq, handle) in C
 
@@ -691,6 +698,7 @@ cdef class CoreLoop:
         # in between that could release it: a thread that queues a callback
         # either runs before (we see it and do not block) or after (it sees
         # `polling` and triggers the wake-up).
+        self.woken = False
         self.polling = True
         if self.ready_len or self._stopping:
             timeout_ms = 0

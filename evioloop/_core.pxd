@@ -106,6 +106,7 @@ cdef class CoreLoop:
 
     cdef int run_once(self) except -1
     cdef int dispatch(self, int n) except -1
+    cdef int report_owner_error(self, FdOwner owner, exc) except -1
     cdef int note_stale(self, int fd, FdOwner owner) except -1
     cdef int rebuild_poller(self) except -1
     cdef int run_ready(self, Py_ssize_t ntodo) except -1

@@ -64,8 +64,18 @@ cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
 # ---------------------------------------------------------------- handles
 
 @cython.freelist(256)
+@cython.no_gc
 cdef class Handle:
-    """asyncio.Handle: a callback with its arguments and context."""
+    """asyncio.Handle: a callback with its arguments and context.
+
+    Handles are not tracked by the garbage collector: call_soon would
+    otherwise pay for a collection every few hundred calls. That is safe
+    because a handle holds its callback and arguments only while it is
+    scheduled (and so reachable from the loop): the loop drops them once the
+    handle has run, cancel() drops them, and close() drops those of every
+    handle still queued. A cycle through a handle therefore cannot outlive
+    its schedule.
+    """
 
     def __init__(self, callback, args, loop, context=None):
         # Only Python code constructs a Handle this way; the loop uses new_handle.
@@ -140,6 +150,7 @@ cdef class Handle:
         return self._cancelled
 
 
+@cython.no_gc
 cdef class TimerHandle(Handle):
     """asyncio.TimerHandle: a Handle with a deadline on the loop's clock."""
 
@@ -309,6 +320,8 @@ cdef class CoreLoop:
                 Py_DECREF(<object>p)
             self.ntimers = 0
             self.ncancelled = 0
+        for h in doomed:
+            release_callback(<Handle>h)
         doomed.clear()
 
     # -- time
@@ -659,7 +672,12 @@ cdef class CoreLoop:
             for owner in owners:
                 if owner.flush_queued:
                     owner.flush_queued = False
-                    owner.flush()
+                    try:
+                        owner.flush()
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        self.report_owner_error(owner, exc)
         return 0
 
     # -- running
@@ -746,6 +764,7 @@ cdef class CoreLoop:
             Py_DECREF(h)
             if not h._cancelled:
                 self.run_handle(h)
+                release_callback(h)
         return 0
 
     cdef Py_ssize_t move_due_timers(self, double end) except -1:
@@ -780,9 +799,23 @@ cdef class CoreLoop:
             if owner is None or owner.gen != gen:
                 self.note_stale(fd, owner)
             elif owner.mask:
-                owner.on_ready(ev.mask)
+                try:
+                    owner.on_ready(ev.mask)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    # an owner's step failed outside the protocol callbacks
+                    # it guards itself; the other fds of this batch still run
+                    self.report_owner_error(owner, exc)
         self.stale_prev = self.stale_now
         self.stale_now = None
+        return 0
+
+    cdef int report_owner_error(self, FdOwner owner, exc) except -1:
+        self.call_exception_handler({
+            'message': f'Exception in the I/O step of {owner!r}',
+            'exception': exc,
+        })
         return 0
 
     cdef int note_stale(self, int fd, FdOwner owner) except -1:
@@ -863,6 +896,10 @@ cdef class CoreLoop:
         for owner in self.owners:
             if owner is not None:
                 (<FdOwner>owner).mask = 0
+                if isinstance(owner, FdWatch):
+                    for h in ((<FdWatch>owner).reader, (<FdWatch>owner).writer):
+                        if h is not None:
+                            release_callback(<Handle>h)
         self.owners = []
         self.poller.close()
 
@@ -890,6 +927,13 @@ cdef class CoreLoop:
         return {'ready': self.ready_len, 'timers': self.ntimers,
                 'cancelled_timers': self.ncancelled,
                 'watched_fds': sum(1 for o in self.owners if o is not None)}
+
+
+cdef inline void release_callback(Handle h):
+    # A handle that ran (or will never run) lets go of what it called; see
+    # Handle's docstring for why that matters.
+    h._callback = None
+    h._args = None
 
 
 cdef inline bint entry_lt(TimerEntry *a, TimerEntry *b):

@@ -24,6 +24,9 @@ from asyncio.Transport: its __slots__ layout conflicts).
 """
 from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
 from libc.string cimport strerror
+
+cdef extern from "string.h" nogil:
+    size_t strnlen(const char *s, size_t maxlen)
 from posix.unistd cimport close as close_fd
 from posix.uio cimport iovec
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -33,6 +36,7 @@ from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
 import inspect
+import os
 import socket
 import warnings
 from asyncio import base_events as _base_events
@@ -46,8 +50,16 @@ cdef extern from "errno.h" nogil:
     const int EWOULDBLOCK
     const int ECONNABORTED
 
+cdef extern from "sys/socket.h" nogil:
+    ctypedef unsigned int socklen_t
+    struct sockaddr_storage:
+        pass
+
 cdef extern from "sockio.h" nogil:
-    int evs_accept(int fd)
+    int evs_accept(int fd, sockaddr_storage *addr, socklen_t *len)
+    int evs_addr_parts(const sockaddr_storage *ss, socklen_t len, char *host, size_t hostlen,
+                       unsigned *port, unsigned *flowinfo, unsigned *scope_id,
+                       const char **path, size_t *pathlen)
     ssize_t evs_send(int fd, const char *buf, size_t len)
     ssize_t evs_recv(int fd, char *buf, size_t len)
     ssize_t evs_sendv(int fd, iovec *iov, int n)
@@ -61,6 +73,7 @@ cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLO
 cdef double ACCEPT_RETRY_DELAY = _constants.ACCEPT_RETRY_DELAY
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
+cdef int AF_UNIX = socket.AF_UNIX
 cdef int SOCK_STREAM = socket.SOCK_STREAM
 # 3.13 tells the server which transport attaches (for close_clients); older
 # versions only count them.
@@ -74,6 +87,25 @@ cdef enum:
 cdef object os_error(int err):
     # OSError(errno, msg) picks the subclass, e.g. ConnectionResetError
     return OSError(err, strerror(err).decode())
+
+
+cdef object peer_address(sockaddr_storage *addr, socklen_t addrlen):
+    """accept()'s address as the socket module reports it, or None."""
+    cdef char host[64]
+    cdef unsigned port = 0, flowinfo = 0, scope_id = 0
+    cdef const char *path = NULL
+    cdef size_t pathlen = 0
+    cdef int family = evs_addr_parts(addr, addrlen, host, sizeof(host), &port,
+                                     &flowinfo, &scope_id, &path, &pathlen)
+    if family == AF_INET:
+        return (host.decode(), port)
+    if family == AF_INET6:
+        return (host.decode(), port, flowinfo, scope_id)
+    if family == AF_UNIX:
+        if pathlen and path[0] == 0:
+            return path[:pathlen]           # Linux abstract namespace: bytes
+        return os.fsdecode(path[:strnlen(path, pathlen)])
+    return None
 
 
 cdef class StreamConn(FdOwner):
@@ -321,8 +353,10 @@ cdef class StreamConn(FdOwner):
     cdef int schedule_flush(self) except -1:
         if self.writing or not self.wsize:
             pass                        # the writable event will flush it
-        elif self.wsize > self.high_water:
-            self.flush()                # big output: do not hold it back
+        elif self.wsize > self.high_water or self.loop._thread_id is None:
+            # big output is not held back, and outside a running loop there
+            # is no end of the step to wait for: send now, as the stock loop
+            self.flush()
         else:
             self.loop.queue_flush(self)
         self.maybe_pause_protocol()
@@ -396,13 +430,19 @@ cdef class StreamConn(FdOwner):
             if self.empty_waiter is not None and not self.empty_waiter.done():
                 self.empty_waiter.set_result(None)
             if self.closing:
-                self.call_connection_lost(None)
+                # in the next step, through the ready queue: an exception in
+                # connection_lost must reach the handler, not the dispatch
+                self.conn_lost += 1
+                self.loop.call_soon(self._call_connection_lost, None)
             elif self.eof:
                 self.shutdown_write()
         return 0
 
     cdef int shutdown_write(self) except -1:
-        self.socket_object().shutdown(socket.SHUT_WR)
+        try:
+            self.socket_object().shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self.fatal_error(exc, 'Fatal error on socket transport: shutdown() failed')
         return 0
 
     # -- flow control
@@ -709,6 +749,12 @@ class StreamTransport(_transports.Transport):
 def make_stream_transport(CoreLoop loop, sock, protocol, waiter=None, extra=None, server=None):
     """The transport for a connected socket (the stock _make_socket_transport)."""
     cdef StreamConn conn = StreamConn()
+    if not extra or 'peername' not in extra:
+        # read now, as the stock transport does: after a reset it is gone
+        try:
+            extra = dict(extra or (), peername=sock.getpeername())
+        except OSError:
+            pass
     conn.init(loop, sock.fileno(), sock, sock.family, sock.type, sock.proto,
               protocol, extra, server)
     # as the stock loop: connection_made, reading and the waiter come next step
@@ -728,10 +774,12 @@ cdef class Listener(FdOwner):
 
     cdef int on_ready(self, unsigned int mask) except -1:
         cdef int i, cfd, err
+        cdef sockaddr_storage addr
+        cdef socklen_t addrlen
         # a bounded batch per wake-up, so that one busy listener cannot
         # starve the connections it already has
         for i in range(self.backlog):
-            cfd = evs_accept(self.fd)
+            cfd = evs_accept(self.fd, &addr, &addrlen)
             if cfd < 0:
                 err = errno
                 if err == EINTR:
@@ -755,10 +803,10 @@ cdef class Listener(FdOwner):
                     'socket': TransportSocket(self.sock),
                 })
                 return 0
-            self.open_conn(cfd)
+            self.open_conn(cfd, peer_address(&addr, addrlen))
         return 0
 
-    cdef int open_conn(self, int cfd) except -1:
+    cdef int open_conn(self, int cfd, peername) except -1:
         cdef StreamConn conn
         try:
             protocol = self.protocol_factory()
@@ -775,7 +823,8 @@ cdef class Listener(FdOwner):
         conn = StreamConn()
         try:
             conn.init(self.loop, cfd, None, self.family, self.socktype, self.proto,
-                      protocol, None, self.server)
+                      protocol, None if peername is None else {'peername': peername},
+                      self.server)
         except BaseException:
             if not conn.closed and self.loop.owner_of(cfd) is not conn:
                 close_fd(cfd)

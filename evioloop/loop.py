@@ -130,9 +130,10 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         _stream.start_serving(self, protocol_factory, sock, server, backlog)
 
     def _stop_serving(self, sock):
-        if not _stream.stop_serving(self, sock):
-            self._remove_reader(sock.fileno())
-        sock.close()
+        # the listener first; then the stock steps of this version (which
+        # close the socket and, on 3.13, remove a Unix socket's file)
+        _stream.stop_serving(self, sock)
+        super()._stop_serving(sock)
 
     def _ensure_fd_no_transport(self, fd):
         fileno = fd

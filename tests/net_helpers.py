@@ -1,30 +1,38 @@
 """Shared helpers for the network tests (tests/test_net_*.py, tests/test_thirdparty.py).
 
 The tests check asyncio's transport contract, not evioloop's internals, so
-that they hold for the stock transports evioloop uses today and for its
-compiled ones later. Behaviour tests run on evioloop and on the stock loop:
-the stock loop passing is what shows that an expectation is asyncio's own.
+that they hold whichever transports evioloop uses (the stock ones on its
+dispatch, or its compiled ones). Behaviour tests run on evioloop and on the
+stock loop: the stock loop passing is what shows that an expectation is
+asyncio's own.
 """
 import asyncio
+import contextlib
 import os
+import random
+import shutil
 import socket
 import sys
+import tempfile
 
 import evioloop
 
 # name -> loop factory
 LOOPS = {
     'evioloop': evioloop.new_event_loop,
-    'asyncio': asyncio.SelectorEventLoop,
+    'stock': asyncio.SelectorEventLoop,
 }
 LOOP_KINDS = list(LOOPS)
 
 PY313 = sys.version_info >= (3, 13)
-PY312 = sys.version_info >= (3, 12)
 
 
 class LoopErrors(AssertionError):
     pass
+
+
+# id(loop) -> the exception-handler contexts recorded by run()
+_LOOP_ERRORS = {}
 
 
 def run(kind, coro, *, timeout=60.0, allow_loop_errors=False):
@@ -43,16 +51,21 @@ def run(kind, coro, *, timeout=60.0, allow_loop_errors=False):
             assert isinstance(loop, evioloop.Loop), type(loop)
         else:
             assert not isinstance(loop, evioloop.Loop), type(loop)
-        errors = []
-        loop._net_test_errors = errors
+        errors = _LOOP_ERRORS[id(loop)] = []
         loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx))
-        result = await asyncio.wait_for(coro, timeout)
+        try:
+            result = await asyncio.wait_for(coro, timeout)
+        except BaseException as exc:
+            if errors and hasattr(exc, 'add_note'):
+                exc.add_note('exception handler calls: ' + _describe(errors))
+            raise
+        finally:
+            del _LOOP_ERRORS[id(loop)]
         # let callbacks scheduled by the last step (connection_lost, ...) run
         for _ in range(3):
             await asyncio.sleep(0)
         if errors and not allow_loop_errors:
-            raise LoopErrors('exception handler called: ' + '; '.join(
-                f"{c.get('message')!r} {c.get('exception')!r}" for c in errors))
+            raise LoopErrors('exception handler called: ' + _describe(errors))
         return result
 
     if sys.version_info >= (3, 11):
@@ -72,6 +85,10 @@ def run(kind, coro, *, timeout=60.0, allow_loop_errors=False):
             loop.close()
 
 
+def _describe(contexts):
+    return '; '.join(f"{c.get('message')!r} {c.get('exception')!r}" for c in contexts)
+
+
 def _cancel_all_tasks(loop):
     tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for t in tasks:
@@ -82,7 +99,7 @@ def _cancel_all_tasks(loop):
 
 def loop_errors(loop):
     """The exception-handler contexts recorded by run() for this loop."""
-    return loop._net_test_errors
+    return _LOOP_ERRORS[id(loop)]
 
 
 def open_fds():
@@ -142,7 +159,7 @@ class Recorder(asyncio.Protocol):
     exception passed to connection_lost (None for a clean close).
     """
 
-    def __init__(self, *, eof_keep_open=False, pause_reading_on_pause_writing=False):
+    def __init__(self, *, eof_keep_open=False):
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.events = []
@@ -249,6 +266,109 @@ async def recv_all(loop, sock, limit=None):
 
 
 def pattern(n, seed=0):
-    """n deterministic, non-repeating-looking bytes."""
-    import random
+    """n deterministic pseudo-random bytes."""
     return random.Random(seed).randbytes(n)
+
+
+class Pair:
+    """A connected stream pair made by `connected_pair`."""
+    server = None          # the asyncio Server
+    sproto = None          # the server-side protocol
+    cproto = None          # the client-side protocol
+    ctransport = None
+    path = None            # Unix socket path
+
+
+@contextlib.asynccontextmanager
+async def connected_pair(family, server_factory, client_factory, *, small_buffers=False):
+    """Serve with `server_factory`, connect with `client_factory`, yield a Pair.
+
+    family is 'tcp', 'tcp6' or 'unix'. With small_buffers the kernel buffers
+    between the two are shrunk (client SO_RCVBUF, server SO_SNDBUF), so a
+    transport's own buffer fills after a few KiB instead of megabytes.
+    On exit every transport is closed and the server waited for.
+    """
+    loop = asyncio.get_running_loop()
+    pair = Pair()
+    sprotos = []
+    got_one = loop.create_future()
+
+    def sfactory():
+        p = server_factory()
+        sprotos.append(p)
+        if not got_one.done():
+            got_one.set_result(p)
+        return p
+
+    tmpdir = None
+    csock = None
+    try:
+        if family == 'unix':
+            tmpdir = tempfile.mkdtemp(prefix='evn-', dir='/tmp')
+            pair.path = os.path.join(tmpdir, 's')
+            pair.server = await loop.create_unix_server(sfactory, pair.path)
+            csock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            addr = pair.path
+        else:
+            host = '::1' if family == 'tcp6' else '127.0.0.1'
+            pair.server = await loop.create_server(sfactory, host, 0)
+            # proto IPPROTO_TCP as getaddrinfo would give: the stock loop
+            # only sets TCP_NODELAY on sockets that say they are TCP
+            csock = socket.socket(socket.AF_INET6 if family == 'tcp6' else socket.AF_INET,
+                                  socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            addr = pair.server.sockets[0].getsockname()[:2]
+        if small_buffers:
+            csock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        csock.setblocking(False)
+        await loop.sock_connect(csock, addr)
+        if family == 'unix':
+            tr, pair.cproto = await loop.create_unix_connection(client_factory, sock=csock)
+        else:
+            tr, pair.cproto = await loop.create_connection(client_factory, sock=csock)
+        csock = None
+        pair.ctransport = tr
+        pair.sproto = await asyncio.wait_for(got_one, 10)
+        await until(lambda: getattr(pair.sproto, 'transport', None) is not None,
+                    what='connection_made on the server side')
+        if small_buffers:
+            strans = pair.sproto.transport
+            strans.get_extra_info('socket').setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        yield pair
+    finally:
+        if csock is not None:
+            csock.close()
+        transports = [p.transport for p in sprotos if getattr(p, 'transport', None)]
+        if pair.ctransport is not None:
+            transports.append(pair.ctransport)
+        for t in transports:
+            if not t.is_closing():
+                t.abort()
+        if pair.server is not None:
+            pair.server.close()
+            await asyncio.wait_for(pair.server.wait_closed(), 10)
+        # let connection_lost callbacks (and the closing of the sockets) run
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+async def until(pred, timeout=10.0, what='condition'):
+    """Wait (bounded) until pred() is true, yielding to the loop in between."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            raise AssertionError(f'timed out waiting for {what}')
+        await asyncio.sleep(0.001)
+
+
+async def spin(n=20, delay=0.0):
+    """Let the loop run n iterations (and at least `delay` seconds)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + delay
+    for _ in range(n):
+        await asyncio.sleep(0)
+    while loop.time() < end:
+        await asyncio.sleep(0.005)

@@ -541,7 +541,7 @@ cdef class CoreLoop:
             self.owners.extend([None] * (fd + 1 - len(self.owners)))
         if self.owners[fd] is not None:
             raise RuntimeError(f'fd {fd} is already watched by {self.owners[fd]!r}')
-        self.next_gen = (self.next_gen + 1) & 0xFFFFFFFF
+        self.next_gen += 1                   # a uint32_t: wraps around
         owner.gen = self.next_gen
         if mask:
             self.poller.add(fd, mask, pack(owner))
@@ -793,7 +793,7 @@ cdef class CoreLoop:
             self.stale_now = set()
         for i in range(n):
             ev = self.poller.p.out[i]
-            fd = <int>(ev.data & 0xFFFFFFFF)
+            fd = <int><uint32_t>ev.data          # the low half; see pack()
             gen = <uint32_t>(ev.data >> 32)
             owner = self.owner_of(fd)
             if owner is None or owner.gen != gen:

@@ -23,7 +23,10 @@ subclass that forwards to its `StreamConn` (a compiled class cannot inherit
 from asyncio.Transport: its __slots__ layout conflicts).
 """
 from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
-from libc.string cimport strerror
+from libc.string cimport strerror, memmove
+from libc.stdlib cimport realloc, free
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
 
 cdef extern from "string.h" nogil:
     size_t strnlen(const char *s, size_t maxlen)
@@ -125,10 +128,15 @@ cdef class StreamConn(FdOwner):
     cdef bint eof                   # write_eof() called
     cdef bint closed                # the socket is closed
     cdef int conn_lost
-    cdef list wbuf                  # bytes objects not yet fully sent
+    # the output queue: strong references to bytes objects not yet fully sent
+    # (a C array: a list would free and reallocate its storage every time it
+    # empties, which is after nearly every write)
+    cdef PyObject **wbuf
+    cdef Py_ssize_t wbuf_len, wbuf_cap
     cdef Py_ssize_t wbuf_sent       # bytes of wbuf[0] already sent
     cdef Py_ssize_t wsize           # unsent bytes in wbuf
     cdef bint writing               # waiting for the fd to become writable
+    cdef bint in_read               # inside the read step (data_received & co)
     cdef Py_ssize_t high_water, low_water
     cdef bint protocol_paused
     cdef object server
@@ -136,9 +144,36 @@ cdef class StreamConn(FdOwner):
     cdef dict extra
 
     def __cinit__(self):
-        self.wbuf = []
         self.high_water = 64 * 1024
         self.low_water = 16 * 1024
+
+    def __dealloc__(self):
+        self.pop_wbuf(self.wbuf_len)
+        free(self.wbuf)
+
+    cdef int grow_wbuf(self) except -1:
+        cdef Py_ssize_t cap = self.wbuf_cap * 2 if self.wbuf_cap else 8
+        cdef PyObject **grown = <PyObject **>realloc(self.wbuf, cap * sizeof(PyObject *))
+        if grown is NULL:
+            raise MemoryError()
+        self.wbuf = grown
+        self.wbuf_cap = cap
+        return 0
+
+    cdef void pop_wbuf(self, Py_ssize_t k):
+        """Release the first k chunks of the output queue."""
+        cdef Py_ssize_t i
+        cdef PyObject *p
+        for i in range(k):
+            p = self.wbuf[i]
+            Py_DECREF(<object>p)
+        if k < self.wbuf_len:
+            memmove(self.wbuf, self.wbuf + k, (self.wbuf_len - k) * sizeof(PyObject *))
+        self.wbuf_len -= k
+
+    cdef void drop_output(self):
+        self.pop_wbuf(self.wbuf_len)
+        self.wbuf_sent = self.wsize = 0
 
     # -- opened
 
@@ -214,11 +249,21 @@ cdef class StreamConn(FdOwner):
         if mask & EVP_WRITE and self.writing:
             self.send_buffered()
         if mask & EVP_READ and self.mask & EVP_READ:
-            self.read_ready()
-            # what data_received wrote goes out now, not at the end of the
-            # iteration: the peer is waiting for it
+            # What data_received writes goes out right after it returns, not
+            # at the end of the iteration: the peer is waiting for it. While
+            # reading, a write only marks the connection (no trip through the
+            # loop's flush list).
+            self.in_read = True
+            try:
+                self.read_ready()
+            except BaseException:
+                self.in_read = False
+                if self.flush_queued:
+                    self.flush_queued = False
+                    self.loop.queue_flush(self)
+                raise
+            self.in_read = False
             if self.flush_queued:
-                self.flush_queued = False
                 self.flush()
         return 0
 
@@ -320,7 +365,11 @@ cdef class StreamConn(FdOwner):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
         if PyBytes_GET_SIZE(chunk):
-            self.wbuf.append(chunk)
+            if self.wbuf_len == self.wbuf_cap:
+                self.grow_wbuf()
+            Py_INCREF(chunk)
+            self.wbuf[self.wbuf_len] = <PyObject *>chunk
+            self.wbuf_len += 1
             self.wsize += PyBytes_GET_SIZE(chunk)
         return 0
 
@@ -357,6 +406,8 @@ cdef class StreamConn(FdOwner):
             # big output is not held back, and outside a running loop there
             # is no end of the step to wait for: send now, as the stock loop
             self.flush()
+        elif self.in_read:
+            self.flush_queued = True        # on_ready flushes after the read
         else:
             self.loop.queue_flush(self)
         self.maybe_pause_protocol()
@@ -376,7 +427,7 @@ cdef class StreamConn(FdOwner):
         cdef int err
         if self.conn_lost or self.closed:
             return 0
-        nchunks = len(self.wbuf)
+        nchunks = self.wbuf_len
         if nchunks == 1:
             chunk = <bytes>self.wbuf[0]
             n = evs_send(self.fd, PyBytes_AS_STRING(chunk) + self.wbuf_sent,
@@ -395,8 +446,7 @@ cdef class StreamConn(FdOwner):
             err = errno
             if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
                 exc = os_error(err)
-                self.wbuf = []
-                self.wbuf_sent = self.wsize = 0
+                self.drop_output()
                 self.writing = False
                 self.fatal_error(exc, 'Fatal write error on socket transport')
                 if self.empty_waiter is not None and not self.empty_waiter.done():
@@ -414,7 +464,7 @@ cdef class StreamConn(FdOwner):
             n -= size
             i += 1
         if i:
-            del self.wbuf[:i]
+            self.pop_wbuf(i)
         self.wbuf_sent = n
         if self.wsize:
             if not self.writing:
@@ -528,8 +578,7 @@ cdef class StreamConn(FdOwner):
         if self.conn_lost:
             return 0
         if self.wsize:
-            self.wbuf = []
-            self.wbuf_sent = self.wsize = 0
+            self.drop_output()
             self.writing = False
         self.closing = True
         self.conn_lost += 1

@@ -41,8 +41,6 @@ cdef extern from "Python.h":
 
 cdef object Future = _futures.Future
 cdef object Task = _tasks.Task
-cdef object _set_running_loop = _events._set_running_loop
-cdef object _get_running_loop = _events._get_running_loop
 cdef object _extract_stack = _format_helpers.extract_stack
 cdef object _format_callback_source = _format_helpers._format_callback_source
 # private in every version we support (3.10-3.13); repr() is a safe stand-in
@@ -861,8 +859,11 @@ cdef class CoreLoop:
         self._thread_id = _get_ident()
         _set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
                             finalizer=self._asyncgen_finalizer_hook)
+        # looked up on every run, as the stock loop does: tests swap in the
+        # pure-Python version of these helpers
+        set_running_loop = _events._set_running_loop
         try:
-            _set_running_loop(self)
+            set_running_loop(self)
             while True:
                 self.run_once()
                 if self._stopping:
@@ -870,7 +871,7 @@ cdef class CoreLoop:
         finally:
             self._stopping = False
             self._thread_id = None
-            _set_running_loop(None)
+            set_running_loop(None)
             self._set_coroutine_origin_tracking(False)
             _set_asyncgen_hooks(*old_agen_hooks)
 

@@ -116,7 +116,7 @@ cdef class StreamConn(FdOwner):
     cdef object sock                # the Python socket; None while we own a bare fd
     cdef int family, socktype, proto
     cdef object protocol
-    cdef object transport           # the StreamTransport the protocol sees
+    cdef readonly object transport  # the StreamTransport the protocol sees
     cdef object proto_data_received
     cdef object proto_get_buffer
     cdef object proto_buffer_updated
@@ -664,8 +664,12 @@ cdef class StreamConn(FdOwner):
         return f'<StreamConn fd={self.fd} mask={self.mask}>'
 
 
-class StreamTransport(_transports.Transport):
-    """asyncio.Transport over a TCP or Unix stream socket."""
+class StreamTransport(_transports._FlowControlMixin):
+    """asyncio.Transport over a TCP or Unix stream socket.
+
+    A _FlowControlMixin, as the stock socket transport, because asyncio's
+    sendfile fallback requires one; the flow control itself is StreamConn's.
+    """
 
     _start_tls_compatible = True
     _sendfile_compatible = _constants._SendfileMode.TRY_NATIVE

@@ -13,10 +13,10 @@ import warnings
 from asyncio import unix_events
 
 from ._core import Handle, TimerHandle
-from ._poller import BACKEND as _BACKEND
+from ._poller import BACKEND  # "epoll" or "kqueue"
 from .loop import Loop
 
-__all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy',
+__all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy', 'BACKEND',
            'Handle', 'TimerHandle']
 __version__ = '0.1.0'
 

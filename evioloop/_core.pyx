@@ -20,7 +20,7 @@ from libc.math cimport ceil
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF, Py_DECREF, Py_XDECREF
+from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
 

@@ -33,7 +33,7 @@ cdef extern from "string.h" nogil:
 from posix.unistd cimport close as close_fd
 from posix.uio cimport iovec
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
@@ -826,12 +826,12 @@ cdef class Listener(FdOwner):
     cdef object retry_handle
 
     cdef int on_ready(self, unsigned int mask) except -1:
-        cdef int i, cfd, err
+        cdef int _, cfd, err
         cdef sockaddr_storage addr
         cdef socklen_t addrlen
         # a bounded batch per wake-up, so that one busy listener cannot
         # starve the connections it already has
-        for i in range(self.backlog):
+        for _ in range(self.backlog):
             cfd = evs_accept(self.fd, &addr, &addrlen)
             if cfd < 0:
                 err = errno

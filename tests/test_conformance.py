@@ -42,7 +42,9 @@ def test_conformance(module, tmp_path):
         with open(report, encoding='utf-8') as f:
             runs = json.load(f)['runs']
         counts = runs[0]['counts'] if runs else None
-    assert proc.returncode == 0, (
-        f'{module} on evioloop: unexpected failures; counts {counts}\n{proc.stdout}')
-    assert counts and counts['pass'] > 0, (
-        f'{module}: no test ran on evioloop; counts {counts}\n{proc.stdout}')
+    if proc.returncode != 0:
+        pytest.fail(f'{module} on evioloop: unexpected failures (exit status '
+                    f'{proc.returncode}); counts {counts}\n{proc.stdout}', pytrace=False)
+    if not counts or counts['pass'] == 0:
+        pytest.fail(f'{module}: no test ran on evioloop; counts {counts}\n{proc.stdout}',
+                    pytrace=False)

@@ -93,7 +93,7 @@ def test_closed_fd_number_leaves_no_owner(evloop):
         b.close()
 
 
-@pytest.mark.skipif(evioloop._BACKEND != 'epoll', reason='epoll refuses regular files')
+@pytest.mark.skipif(evioloop.BACKEND != 'epoll', reason='epoll refuses regular files')
 def test_regular_file_is_refused_like_stock(evloop, stockloop):
     got = []
     with tempfile.TemporaryFile() as f:

@@ -501,30 +501,23 @@ cdef class StreamConn(FdOwner):
         if self.wsize <= self.high_water or self.protocol_paused:
             return 0
         self.protocol_paused = True
-        try:
-            self.protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.loop.call_exception_handler({
-                'message': 'protocol.pause_writing() failed',
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
-        return 0
+        return self.tell_protocol('pause_writing')
 
     cdef int maybe_resume_protocol(self) except -1:
         if not self.protocol_paused or self.wsize > self.low_water:
             return 0
         self.protocol_paused = False
+        return self.tell_protocol('resume_writing')
+
+    cdef int tell_protocol(self, str what) except -1:
+        # a failing pause_writing/resume_writing is reported, not fatal
         try:
-            self.protocol.resume_writing()
+            getattr(self.protocol, what)()
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self.loop.call_exception_handler({
-                'message': 'protocol.resume_writing() failed',
+                'message': f'protocol.{what}() failed',
                 'exception': exc,
                 'transport': self.transport,
                 'protocol': self.protocol,

@@ -92,6 +92,13 @@ def available_modules():
 
 def _worker(args):
     _guard_sys_path()
+    import signal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started with SIGINT ignored (a background job of a shell without
+        # job control): Python then installs no KeyboardInterrupt handler and
+        # the Ctrl-C tests of test_runners wait forever, on any loop. Give
+        # the tests the signal disposition of an ordinary process.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     import asyncio
     import faulthandler
     import importlib

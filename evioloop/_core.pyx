@@ -786,9 +786,6 @@ cdef class CoreLoop:
         cdef uint32_t gen
         cdef evp_event ev
         cdef FdOwner owner
-        cdef object stale_prev = self.stale_prev
-        if stale_prev is not None:
-            self.stale_now = set()
         for i in range(n):
             ev = self.poller.p.out[i]
             fd = <int><uint32_t>ev.data          # the low half; see pack()

@@ -23,19 +23,15 @@ subclass that forwards to its `StreamConn` (a compiled class cannot inherit
 from asyncio.Transport: its __slots__ layout conflicts).
 """
 from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
-from libc.string cimport strerror, memmove
-from libc.stdlib cimport realloc, free
-from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF, Py_DECREF
-
-cdef extern from "string.h" nogil:
-    size_t strnlen(const char *s, size_t maxlen)
 from posix.unistd cimport close as close_fd
-from posix.uio cimport iovec
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 
 from evioloop._core cimport CoreLoop, FdOwner
+from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
+from evioloop._sockutil cimport (
+    EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, evs_send, evs_recv,
+    evs_sendv, evs_nodelay, os_error, peer_address)
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
 import inspect
@@ -48,25 +44,6 @@ from asyncio import futures as _futures
 from asyncio import protocols as _protocols
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
-
-cdef extern from "errno.h" nogil:
-    const int EWOULDBLOCK
-    const int ECONNABORTED
-
-cdef extern from "sys/socket.h" nogil:
-    ctypedef unsigned int socklen_t
-    struct sockaddr_storage:
-        pass
-
-cdef extern from "sockio.h" nogil:
-    int evs_accept(int fd, sockaddr_storage *addr, socklen_t *len)
-    int evs_addr_parts(const sockaddr_storage *ss, socklen_t len, char *host, size_t hostlen,
-                       unsigned *port, unsigned *flowinfo, unsigned *scope_id,
-                       const char **path, size_t *pathlen)
-    ssize_t evs_send(int fd, const char *buf, size_t len)
-    ssize_t evs_recv(int fd, char *buf, size_t len)
-    ssize_t evs_sendv(int fd, iovec *iov, int n)
-    int evs_nodelay(int fd)
 
 cdef object BufferedProtocol = _protocols.BufferedProtocol
 cdef object TransportSocket = _trsock.TransportSocket
@@ -82,33 +59,6 @@ cdef int SOCK_STREAM = socket.SOCK_STREAM
 # versions only count them.
 cdef bint SERVER_TRACKS_TRANSPORTS = (
     'transport' in inspect.signature(_base_events.Server._attach).parameters)
-
-cdef enum:
-    MAX_IOV = 64
-
-
-cdef object os_error(int err):
-    # OSError(errno, msg) picks the subclass, e.g. ConnectionResetError
-    return OSError(err, strerror(err).decode())
-
-
-cdef object peer_address(sockaddr_storage *addr, socklen_t addrlen):
-    """accept()'s address as the socket module reports it, or None."""
-    cdef char host[64]
-    cdef unsigned port = 0, flowinfo = 0, scope_id = 0
-    cdef const char *path = NULL
-    cdef size_t pathlen = 0
-    cdef int family = evs_addr_parts(addr, addrlen, host, sizeof(host), &port,
-                                     &flowinfo, &scope_id, &path, &pathlen)
-    if family == AF_INET:
-        return (host.decode(), port)
-    if family == AF_INET6:
-        return (host.decode(), port, flowinfo, scope_id)
-    if family == AF_UNIX:
-        if pathlen and path[0] == 0:
-            return path[:pathlen]           # Linux abstract namespace: bytes
-        return os.fsdecode(path[:strnlen(path, pathlen)])
-    return None
 
 
 cdef class StreamConn(FdOwner):
@@ -128,13 +78,7 @@ cdef class StreamConn(FdOwner):
     cdef bint eof                   # write_eof() called
     cdef bint closed                # the socket is closed
     cdef int conn_lost
-    # the output queue: strong references to bytes objects not yet fully sent
-    # (a C array: a list would free and reallocate its storage every time it
-    # empties, which is after nearly every write)
-    cdef PyObject **wbuf
-    cdef Py_ssize_t wbuf_len, wbuf_cap
-    cdef Py_ssize_t wbuf_sent       # bytes of wbuf[0] already sent
-    cdef Py_ssize_t wsize           # unsent bytes in wbuf
+    cdef OutQueue outq              # what the kernel has not taken yet
     cdef bint writing               # waiting for the fd to become writable
     cdef bint in_read               # inside the read step (data_received & co)
     cdef Py_ssize_t high_water, low_water
@@ -148,32 +92,7 @@ cdef class StreamConn(FdOwner):
         self.low_water = 16 * 1024
 
     def __dealloc__(self):
-        self.pop_wbuf(self.wbuf_len)
-        free(self.wbuf)
-
-    cdef int grow_wbuf(self) except -1:
-        cdef Py_ssize_t cap = self.wbuf_cap * 2 if self.wbuf_cap else 8
-        cdef PyObject **grown = <PyObject **>realloc(self.wbuf, cap * sizeof(PyObject *))
-        if grown is NULL:
-            raise MemoryError()
-        self.wbuf = grown
-        self.wbuf_cap = cap
-        return 0
-
-    cdef void pop_wbuf(self, Py_ssize_t k):
-        """Release the first k chunks of the output queue."""
-        cdef Py_ssize_t i
-        cdef PyObject *p
-        for i in range(k):
-            p = self.wbuf[i]
-            Py_DECREF(<object>p)
-        if k < self.wbuf_len:
-            memmove(self.wbuf, self.wbuf + k, (self.wbuf_len - k) * sizeof(PyObject *))
-        self.wbuf_len -= k
-
-    cdef void drop_output(self):
-        self.pop_wbuf(self.wbuf_len)
-        self.wbuf_sent = self.wsize = 0
+        outq_free(&self.outq)
 
     # -- opened
 
@@ -365,12 +284,7 @@ cdef class StreamConn(FdOwner):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
         if PyBytes_GET_SIZE(chunk):
-            if self.wbuf_len == self.wbuf_cap:
-                self.grow_wbuf()
-            Py_INCREF(chunk)
-            self.wbuf[self.wbuf_len] = <PyObject *>chunk
-            self.wbuf_len += 1
-            self.wsize += PyBytes_GET_SIZE(chunk)
+            outq_push(&self.outq, chunk)
         return 0
 
     cdef int lost_write(self) except -1:
@@ -400,9 +314,9 @@ cdef class StreamConn(FdOwner):
         return self.schedule_flush()
 
     cdef int schedule_flush(self) except -1:
-        if self.writing or not self.wsize:
+        if self.writing or not self.outq.size:
             pass                        # the writable event will flush it
-        elif self.wsize > self.high_water or self.loop._thread_id is None:
+        elif self.outq.size > self.high_water or self.loop._thread_id is None:
             # big output is not held back, and outside a running loop there
             # is no end of the step to wait for: send now, as the stock loop
             self.flush()
@@ -415,58 +329,26 @@ cdef class StreamConn(FdOwner):
 
     cdef int flush(self) except -1:
         self.flush_queued = False
-        if self.writing or self.conn_lost or not self.wsize:
+        if self.writing or self.conn_lost or not self.outq.size:
             return 0
         return self.send_buffered()
 
     cdef int send_buffered(self) except -1:
         """Send as much of the buffer as the kernel takes, in one syscall."""
-        cdef iovec iov[MAX_IOV]
-        cdef Py_ssize_t n, nchunks, i, size
-        cdef bytes chunk
         cdef int err
         if self.conn_lost or self.closed:
             return 0
-        nchunks = self.wbuf_len
-        if nchunks == 1:
-            chunk = <bytes>self.wbuf[0]
-            n = evs_send(self.fd, PyBytes_AS_STRING(chunk) + self.wbuf_sent,
-                         PyBytes_GET_SIZE(chunk) - self.wbuf_sent)
-        else:
-            if nchunks > MAX_IOV:
-                nchunks = MAX_IOV
-            for i in range(nchunks):
-                chunk = <bytes>self.wbuf[i]
-                iov[i].iov_base = PyBytes_AS_STRING(chunk)
-                iov[i].iov_len = PyBytes_GET_SIZE(chunk)
-            iov[0].iov_base = <char *>iov[0].iov_base + self.wbuf_sent
-            iov[0].iov_len -= self.wbuf_sent
-            n = evs_sendv(self.fd, iov, <int>nchunks)
-        if n < 0:
+        if outq_send(&self.outq, self.fd) < 0:
             err = errno
             if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
                 exc = os_error(err)
-                self.drop_output()
+                outq_clear(&self.outq)
                 self.writing = False
                 self.fatal_error(exc, 'Fatal write error on socket transport')
                 if self.empty_waiter is not None and not self.empty_waiter.done():
                     self.empty_waiter.set_exception(exc)
                 return 0
-            n = 0
-        # drop what went out
-        self.wsize -= n
-        n += self.wbuf_sent
-        i = 0
-        while n > 0:
-            size = PyBytes_GET_SIZE(<bytes>self.wbuf[i])
-            if n < size:
-                break
-            n -= size
-            i += 1
-        if i:
-            self.pop_wbuf(i)
-        self.wbuf_sent = n
-        if self.wsize:
+        if self.outq.size:
             if not self.writing:
                 self.writing = True
                 self.update_interest()
@@ -476,7 +358,7 @@ cdef class StreamConn(FdOwner):
             self.writing = False
             self.update_interest()
         self.maybe_resume_protocol()    # may write again
-        if not self.wsize:
+        if not self.outq.size:
             if self.empty_waiter is not None and not self.empty_waiter.done():
                 self.empty_waiter.set_result(None)
             if self.closing:
@@ -498,13 +380,13 @@ cdef class StreamConn(FdOwner):
     # -- flow control
 
     cdef int maybe_pause_protocol(self) except -1:
-        if self.wsize <= self.high_water or self.protocol_paused:
+        if self.outq.size <= self.high_water or self.protocol_paused:
             return 0
         self.protocol_paused = True
         return self.tell_protocol('pause_writing')
 
     cdef int maybe_resume_protocol(self) except -1:
-        if not self.protocol_paused or self.wsize > self.low_water:
+        if not self.protocol_paused or self.outq.size > self.low_water:
             return 0
         self.protocol_paused = False
         return self.tell_protocol('resume_writing')
@@ -542,7 +424,7 @@ cdef class StreamConn(FdOwner):
             return 0
         self.closing = True
         self.update_interest()
-        if not self.wsize:
+        if not self.outq.size:
             self.conn_lost += 1
             self.loop.call_soon(self._call_connection_lost, None)
         return 0
@@ -570,8 +452,8 @@ cdef class StreamConn(FdOwner):
     cdef int force_close(self, exc) except -1:
         if self.conn_lost:
             return 0
-        if self.wsize:
-            self.drop_output()
+        if self.outq.size:
+            outq_clear(&self.outq)
             self.writing = False
         self.closing = True
         self.conn_lost += 1
@@ -681,7 +563,7 @@ class StreamTransport(_transports._FlowControlMixin):
         if c.closing or c.eof:
             return
         c.eof = True
-        if not c.wsize:
+        if not c.outq.size:
             c.shutdown_write()
 
     def can_write_eof(self):
@@ -729,7 +611,7 @@ class StreamTransport(_transports._FlowControlMixin):
         return (c.low_water, c.high_water)
 
     def get_write_buffer_size(self):
-        return (<StreamConn>self._conn).wsize
+        return (<StreamConn>self._conn).outq.size
 
     def set_protocol(self, protocol):
         (<StreamConn>self._conn).set_protocol(protocol)
@@ -761,7 +643,7 @@ class StreamTransport(_transports._FlowControlMixin):
         if c.empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         c.empty_waiter = c.loop.create_future()
-        if not c.wsize:
+        if not c.outq.size:
             c.empty_waiter.set_result(None)
         return c.empty_waiter
 
@@ -782,7 +664,7 @@ class StreamTransport(_transports._FlowControlMixin):
         if not c.closed and not c.loop._closed:
             info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
             state = 'polling' if c.mask & EVP_WRITE else 'idle'
-            info.append(f'write=<{state}, bufsize={c.wsize}>')
+            info.append(f'write=<{state}, bufsize={c.outq.size}>')
         return '<{}>'.format(' '.join(info))
 
     def __del__(self):

@@ -62,6 +62,22 @@ static inline int evs_nodelay(int fd) {
     return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static inline int evs_setint(int fd, int level, int name, int value) {
+    return setsockopt(fd, level, name, &value, sizeof value);
+}
+
+/* one datagram; the sender's address lands in *addr */
+static inline ssize_t evs_recvfrom(int fd, char *buf, size_t len,
+                                   struct sockaddr_storage *addr, socklen_t *addrlen) {
+    *addrlen = sizeof *addr;
+    return recvfrom(fd, buf, len, 0, (struct sockaddr *)addr, addrlen);
+}
+
+static inline ssize_t evs_sendto(int fd, const char *buf, size_t len,
+                                 const struct sockaddr_storage *addr, socklen_t addrlen) {
+    return sendto(fd, buf, len, MSG_NOSIGNAL, (const struct sockaddr *)addr, addrlen);
+}
+
 /* The parts of an address Python's socket module reports: host text and port
  * for IP (the caller builds the tuple), the path for Unix sockets. Returns the
  * family, or -1 when the caller should ask the socket module instead (a

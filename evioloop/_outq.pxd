@@ -1,0 +1,104 @@
+# Layer 3: a connection's output queue, shared by the stream transports
+# (_stream.pyx) and the Events API's connections (events/_conn.pyx).
+#
+# A C array of strong references to bytes objects not yet fully sent: a list
+# would free and reallocate its storage every time it empties, which is after
+# nearly every write. `send` hands up to MAX_IOV chunks to the kernel in one
+# send/sendmsg and drops what went out.
+from libc.errno cimport errno
+from libc.stdlib cimport realloc, free
+from libc.string cimport memmove
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from posix.uio cimport iovec
+
+from evioloop._sockutil cimport evs_send, evs_sendv
+
+cdef enum:
+    OUTQ_MAX_IOV = 64
+
+cdef struct OutQueue:
+    PyObject **chunks
+    Py_ssize_t len, cap
+    Py_ssize_t sent       # bytes of chunks[0] already sent
+    Py_ssize_t size       # unsent bytes in the queue
+
+
+cdef inline int outq_push(OutQueue *q, bytes chunk) except -1:
+    """Queue a non-empty bytes object (the queue keeps a reference)."""
+    cdef Py_ssize_t cap
+    cdef PyObject **grown
+    if q.len == q.cap:
+        cap = q.cap * 2 if q.cap else 8
+        grown = <PyObject **>realloc(q.chunks, cap * sizeof(PyObject *))
+        if grown is NULL:
+            raise MemoryError()
+        q.chunks = grown
+        q.cap = cap
+    Py_INCREF(chunk)
+    q.chunks[q.len] = <PyObject *>chunk
+    q.len += 1
+    q.size += PyBytes_GET_SIZE(chunk)
+    return 0
+
+
+cdef inline void outq_pop(OutQueue *q, Py_ssize_t k):
+    """Release the first k chunks."""
+    cdef Py_ssize_t i
+    for i in range(k):
+        Py_DECREF(<object>q.chunks[i])
+    if k < q.len:
+        memmove(q.chunks, q.chunks + k, (q.len - k) * sizeof(PyObject *))
+    q.len -= k
+
+
+cdef inline void outq_clear(OutQueue *q):
+    outq_pop(q, q.len)
+    q.sent = q.size = 0
+
+
+cdef inline void outq_free(OutQueue *q):
+    outq_clear(q)
+    free(q.chunks)
+    q.chunks = NULL
+    q.cap = 0
+
+
+cdef inline Py_ssize_t outq_send(OutQueue *q, int fd):
+    """One send of the queue's head; the bytes sent, or -1 with errno set."""
+    cdef iovec iov[OUTQ_MAX_IOV]
+    cdef Py_ssize_t n, nchunks, i, size, sent_now
+    cdef PyObject *chunk
+    nchunks = q.len
+    if nchunks == 1:
+        chunk = q.chunks[0]
+        n = evs_send(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
+                     PyBytes_GET_SIZE(<object>chunk) - q.sent)
+    else:
+        if nchunks > OUTQ_MAX_IOV:
+            nchunks = OUTQ_MAX_IOV
+        for i in range(nchunks):
+            chunk = q.chunks[i]
+            iov[i].iov_base = PyBytes_AS_STRING(<object>chunk)
+            iov[i].iov_len = PyBytes_GET_SIZE(<object>chunk)
+        iov[0].iov_base = <char *>iov[0].iov_base + q.sent
+        iov[0].iov_len -= q.sent
+        n = evs_sendv(fd, iov, <int>nchunks)
+    if n < 0:
+        return -1
+    # drop what went out
+    sent_now = n
+    q.size -= n
+    n += q.sent
+    i = 0
+    while n > 0:
+        size = PyBytes_GET_SIZE(<object>q.chunks[i])
+        if n < size:
+            break
+        n -= size
+        i += 1
+    if i:
+        outq_pop(q, i)
+    q.sent = n
+    return sent_now

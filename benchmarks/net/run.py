@@ -1,26 +1,35 @@
-"""Network benchmarks: echo (three flavours) and keep-alive HTTP, evioloop vs uvloop vs stock.
+"""Network benchmarks: echo, keep-alive HTTP, the Events API and Redis, evioloop vs uvloop vs stock.
 
     python benchmarks/net/run.py [--quick] [--rounds N] [--duration SEC] [--filter GLOBS] ...
 
 or, from another script, ``main(argv)`` (returns 0 when every run succeeded).
 
 Each server runs in its own process (server.py, or the C reference cserver.c); the
-client is loadgen.c.  Both C programs are compiled here, with the system C compiler,
-into benchmarks/build/net/ (git-ignored).  See README.md in this directory for what is
-measured and how to read the tables.
+client is loadgen.c (redis-benchmark for the Redis cells).  Both C programs are compiled
+here, with the system C compiler, into benchmarks/build/net/ (git-ignored).  The Events
+API cells are defined in events_bench.py, the Redis cells in redis_bench.py.  See README.md
+in this directory for what is measured and how to read the tables.
 """
 import argparse
 import fnmatch
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # benchmarks/run.py loads this file by path
+    sys.path.insert(0, HERE)
+
+import events_bench  # noqa: E402
+import redis_bench  # noqa: E402
+from benchlib import (CREF, LOOP_LABEL, Cell, LineReader, disagreement, fmt,  # noqa: E402
+                      fmt_int, median, paired, paired_list, proc_stat_busy, send, size_label,
+                      stderr_tail, stop, summarize)
+
 BUILD = os.path.join(os.path.dirname(HERE), 'build', 'net')
 SERVER_PY = os.path.join(HERE, 'server.py')
 
@@ -35,8 +44,6 @@ SIZES = (1024, 10240, 102400)
 CONNS = (1, 10, 100)
 HTTP_CONNS = (10, 100)
 BASE_LOOPS = ('evioloop', 'uvloop', 'asyncio')
-CREF = 'C-epoll'        # the reference server's row name
-LOOP_LABEL = {'asyncio': 'stock', CREF: 'C epoll (ref)'}
 
 DEFAULT_ROUNDS = 3
 # Without --duration, the measured time per cell and server is split over the rounds
@@ -49,29 +56,10 @@ QUICK_DURATION = 0.3
 QUICK_WARMUP = 0.1
 
 
-def size_label(size):
-    return f'{size // 1024}KiB' if size % 1024 == 0 else f'{size}B'
-
-
-class Cell:
-    def __init__(self, kind, size, conns):
-        self.kind, self.size, self.conns = kind, size, conns
-
-    @property
-    def id(self):
-        if self.kind == 'http':
-            return f'http-c{self.conns}'
-        return f'{self.kind}-{self.size // 1024}k-c{self.conns}'
-
-    @property
-    def mode(self):
-        return 'http' if self.kind == 'http' else 'echo'
-
-
 def all_cells():
     cells = [Cell(k, s, c) for k in ECHO_KINDS for s in SIZES for c in CONNS]
     cells += [Cell('http', None, c) for c in HTTP_CONNS]
-    return cells
+    return cells + events_bench.cells() + redis_bench.cells()
 
 
 # --------------------------------------------------------------------------- build
@@ -95,77 +83,17 @@ def build(cc=None, force=False):
 
 # --------------------------------------------------------------------------- processes
 
-class LineReader:
-    """Read lines from a child's stdout with a timeout (no buffering surprises)."""
-
-    def __init__(self, proc):
-        self.proc, self.fd, self.buf = proc, proc.stdout.fileno(), b''
-
-    def readline(self, timeout):
-        import select
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RuntimeError(f'timed out after {timeout:.0f}s waiting for output')
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                chunk = os.read(self.fd, 65536)
-                if not chunk:
-                    raise RuntimeError('process exited')
-                self.buf += chunk
-        line, self.buf = self.buf.split(b'\n', 1)
-        return line.decode()
-
-
-def stderr_tail(f):
-    f.seek(0)
-    text = f.read().decode(errors='replace').strip()
-    return text[-800:]
-
-
-def send(proc, line):
-    proc.stdin.write((line + '\n').encode())
-    proc.stdin.flush()
-
-
-def proc_stat_busy():
-    """(task, irq+softirq, idle) seconds summed over all cores so far, or None.
-
-    Task time is user+nice+system.  This kernel accounts interrupt and softirq time
-    apart from the tasks (CONFIG_IRQ_TIME_ACCOUNTING): the loopback TCP receive path
-    runs in softirq, so it is in neither process's rusage, and we report it apart.
-    """
-    try:
-        with open('/proc/stat') as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    tck = os.sysconf('SC_CLK_TCK')
-    return sum(fields[0:3]) / tck, sum(fields[5:7]) / tck, sum(fields[3:5]) / tck
-
-
-def stop(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        send(proc, 'quit')
-        proc.stdin.close()
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
 
 def run_one(cell, server, opts, exes):
-    """One server process + one client run; return a result dict (or one with 'error')."""
+    """One server process + one client run; return a result dict (or one with 'error').
+
+    server is a loop name (the cell's kind runs on it), "LOOP:KIND" or CREF.
+    """
     if server == CREF:
         cmd = [exes['cserver'], cell.mode, '0']
     else:
-        cmd = [opts.python, SERVER_PY, server, cell.kind, '0']
+        loop, _, kind = server.partition(':')
+        cmd = [opts.python, SERVER_PY, loop, kind or cell.kind, '0']
     srv = cli = None
     srv_err = tempfile.TemporaryFile()
     cli_err = tempfile.TemporaryFile()
@@ -242,51 +170,6 @@ def loop_available(python, name):
 
 
 # --------------------------------------------------------------------------- report
-
-def fmt_int(x):
-    return f'{x:,.0f}' if x == x else '-'
-
-
-def fmt(x, spec):
-    return format(x, spec) if x is not None and x == x else '-'
-
-
-def median(xs):
-    xs = [x for x in xs if x == x]
-    return statistics.median(xs) if xs else float('nan')
-
-
-def disagreement(runs):
-    """max/min of server CPU per request over the runs; inf if one failed; 1 if < 2 runs."""
-    if any('error' in r for r in runs):
-        return float('inf')
-    us = [r['srv_us'] for r in runs if r['srv_us'] == r['srv_us'] and r['srv_us'] > 0]
-    return max(us) / min(us) if len(us) > 1 else 1.0
-
-
-def paired_list(runs, base, key):
-    """Per-round ratios runs[key] / base[key] for rounds where both runs succeeded."""
-    b = {r['round']: r for r in base if 'error' not in r}
-    return [r[key] / b[r['round']][key] for r in sorted(runs, key=lambda r: r['round'])
-            if 'error' not in r and r['round'] in b and b[r['round']][key]]
-
-
-def paired(runs, base, key):
-    return median(paired_list(runs, base, key))
-
-
-def summarize(runs):
-    ok = [r for r in runs if 'error' not in r]
-    if not ok:
-        return None
-    s = {k: median([r.get(k, float('nan')) for r in ok])
-         for k in ('rps', 'srv_us', 'cli_us', 'srv_pct', 'cli_pct', 'other', 'sirq_us')}
-    s['n'] = len(ok)
-    rps = [r['rps'] for r in ok]
-    s['spread'] = 100 * (max(rps) - min(rps)) / s['rps'] if len(ok) > 1 else float('nan')
-    us = [r['srv_us'] for r in ok]
-    s['us_spread'] = 100 * (max(us) - min(us)) / s['srv_us'] if len(ok) > 1 else float('nan')
-    return s
 
 
 LEGEND = """\
@@ -539,8 +422,11 @@ def parse_args(argv):
 
 
 def print_report(cells, servers, results, opts, out):
-    print_tables(cells, servers, results, opts, out)
-    print_summary(cells, servers, results, opts, out)
+    classic = [c for c in cells if c.classic]
+    print_tables(classic, servers, results, opts, out)
+    events_bench.print_tables(cells, results, out)
+    redis_bench.print_tables(cells, results, out)
+    print_summary(classic, servers, results, opts, out)
     print_noise(results, out)
 
 
@@ -553,7 +439,7 @@ def report(opts, cells, out):
     present = {c for c, _ in results}
     cells = [c for c in cells if c.id in present]
     order = list(BASE_LOOPS) + ['rloop']
-    found = {s for _, s in results if s != CREF}
+    found = {s for _, s in results if s != CREF and ':' not in s and s != redis_bench.REAL}
     servers = [s for s in order if s in found] + sorted(found - set(order))
     per = [len(v) for v in results.values()] or [0]
     out.write(f'net benchmarks, from {opts.report}: {len(cells)} cells, {len(runs)} runs, '
@@ -583,6 +469,13 @@ def main(argv=None, out=None):
         return 2
     if opts.report:
         return report(opts, cells, out)
+    skipped = [(c, c.unavailable()) for c in cells]
+    for reason in dict.fromkeys(r for _, r in skipped if r):
+        out.write(f'net: skipped {", ".join(c.id for c, r in skipped if r == reason)}: '
+                  f'{reason}\n')
+    cells = [c for c, r in skipped if not r]
+    if not cells:
+        return 0
     exes = build()
     if opts.loops:
         wanted = [x.strip() for x in opts.loops.split(',') if x.strip()]
@@ -610,10 +503,10 @@ def main(argv=None, out=None):
 
     def cell_round(ci, cell, rnd, with_cref):
         nonlocal total_runs
-        row = list(servers) + ([CREF] if with_cref else [])
+        row = cell.rows(servers, with_cref)
         k = (rnd + ci) % len(row)
         for server in row[k:] + row[:k]:
-            r = run_one(cell, server, opts, exes)
+            r = (cell.run or run_one)(cell, server, opts, exes)
             r.update(round=rnd, cell=cell.id, server=server)
             results.setdefault((cell.id, server), []).append(r)
             total_runs += 1
@@ -624,8 +517,9 @@ def main(argv=None, out=None):
         cref_done = set()
         for ci, cell in enumerate(cells):
             key = (cell.mode, cell.size, cell.conns)
-            with_cref = not opts.no_cref and key not in cref_done
-            cref_done.add(key)
+            with_cref = not opts.no_cref and (cell.own_cref or key not in cref_done)
+            if not cell.own_cref:
+                cref_done.add(key)
             cell_round(ci, cell, rnd, with_cref)
         w(f'  round {rnd + 1}/{opts.rounds} done, {time.monotonic() - t_start:.0f}s\n')
         out.flush() if hasattr(out, 'flush') else None
@@ -641,14 +535,14 @@ def main(argv=None, out=None):
             if extra.get(cell.id, 0) >= 2:
                 continue
             worst = max(disagreement(results.get((cell.id, s), []))
-                        for s in servers + [CREF])
+                        for s in cell.rows(servers, True))
             if worst > 2:
                 cand.append((worst, ci, cell))
         if not cand:
             break
         worst, ci, cell = max(cand, key=lambda c: c[0])
         with_cref = (cell.id, CREF) in results
-        cost = (len(servers) + with_cref) * (opts.warmup + opts.duration + 0.2)
+        cost = len(cell.rows(servers, with_cref)) * cell.run_seconds(opts)
         if time.monotonic() + cost > deadline:
             break
         n = extra.get(cell.id, 0)

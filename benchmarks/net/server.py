@@ -6,6 +6,10 @@ LOOP is evioloop, uvloop, asyncio (the stock loop) or rloop; KIND is
     streams   echo with asyncio streams (start_server; reader.read + writer.write + drain)
     buffered  echo with asyncio.BufferedProtocol (get_buffer / buffer_updated)
     http      minimal keep-alive HTTP/1.1 server: httptools' parser, a fixed response
+    redis     a minimal Redis server (RESP: PING, SET, GET, INCR, ...), resp.py's Protocol
+    events-*  the Events API servers of events_servers.py (echo, and the HTTP and Redis
+              examples of examples/): evioloop.serve() on evioloop, serve_async() on
+              any other loop (portable mode)
 
 The same code runs on every loop. The server listens on 127.0.0.1 (PORT 0 = any free
 port) and prints "ready PORT". Control on stdin, read by a thread that sleeps in read()
@@ -107,22 +111,33 @@ def control():
     os._exit(0)
 
 
+def announce(port):
+    sys.stdout.write(f'ready {port}\n')
+    sys.stdout.flush()
+    threading.Thread(target=control, daemon=True).start()
+
+
 def main(argv):
     loop_name, kind = argv[0], argv[1]
     port = int(argv[2]) if len(argv) > 2 else 0
+    if kind.startswith('events-'):
+        import events_servers
+        events_servers.main(loop_name, kind, port, new_loop, announce)
+        return
     loop = new_loop(loop_name)
     asyncio.set_event_loop(loop)
     if kind == 'streams':
         coro = asyncio.start_server(echo_streams, '127.0.0.1', port, backlog=BACKLOG)
     else:
-        factory = {'proto': EchoProtocol, 'buffered': EchoBufferedProtocol,
-                   'http': HttpProtocol}[kind]
+        if kind == 'redis':
+            import resp
+            factory = resp.factory()
+        else:
+            factory = {'proto': EchoProtocol, 'buffered': EchoBufferedProtocol,
+                       'http': HttpProtocol}[kind]
         coro = loop.create_server(factory, '127.0.0.1', port, backlog=BACKLOG)
     server = loop.run_until_complete(coro)
-    port = server.sockets[0].getsockname()[1]
-    sys.stdout.write(f'ready {port}\n')
-    sys.stdout.flush()
-    threading.Thread(target=control, daemon=True).start()
+    announce(server.sockets[0].getsockname()[1])
     loop.run_forever()
 
 

@@ -26,6 +26,10 @@ def parse_args(argv):
     p.add_argument('--only', choices=('micro', 'net'), help='run only this part')
     p.add_argument('--rounds', type=int, metavar='N',
                    help='rounds per benchmark (default: 5, --quick: 2)')
+    p.add_argument('--filter', metavar='GLOBS',
+                   help='network cells to run, comma-separated globs on their ids, e.g. '
+                        '"events-*,redis-*" (benchmarks/net/run.py --list shows them; the '
+                        'micro part still runs unless --only net)')
     p.add_argument('--json-dir', metavar='DIR',
                    help='also write every measurement to DIR/micro.json and DIR/net.json')
     return p.parse_args(argv)
@@ -89,6 +93,8 @@ def run_net(a):
         argv += ['--rounds', str(a.rounds)]
     if a.json_dir:
         argv += ['--json', os.path.join(a.json_dir, 'net.json')]
+    if a.filter:
+        argv += ['--filter', a.filter]
     try:
         rc = net_run.main(argv)
     except SystemExit as e:

@@ -11,12 +11,13 @@ DIRECTIVES = {
 
 
 def ext(name):
-    return Extension(f"evioloop.{name}", [f"evioloop/{name}.pyx"], include_dirs=["evioloop"])
+    path = name.replace(".", "/")
+    return Extension(f"evioloop.{name}", [f"evioloop/{path}.pyx"], include_dirs=["evioloop"])
 
 
 setup(
     ext_modules=cythonize(
-        [ext("_poller"), ext("_core"), ext("_stream")],
+        [ext("_poller"), ext("_core"), ext("_stream"), ext("events._conn")],
         compiler_directives=DIRECTIVES,
     ),
 )

@@ -15,9 +15,14 @@ from asyncio import unix_events
 from ._core import Handle, TimerHandle
 from ._poller import BACKEND  # "epoll" or "kqueue"
 from .loop import Loop
+from .events import (Action, Conn, Events, InputStream, LoadBalance, Options, Server,
+                     UdpConn, listen, serve, serve_async)
 
 __all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy', 'BACKEND',
-           'Handle', 'TimerHandle']
+           'Handle', 'TimerHandle',
+           # the Events API (docs/events.md)
+           'serve', 'serve_async', 'listen', 'Events', 'Action', 'Options', 'LoadBalance',
+           'InputStream', 'Conn', 'UdpConn', 'Server']
 __version__ = '0.1.0'
 
 

@@ -691,14 +691,7 @@ def make_stream_transport(CoreLoop loop, sock, protocol, waiter=None, extra=None
 
 
 cdef class Listener(FdOwner):
-    """A listening socket's owner: evio's loopAccept."""
-    cdef CoreLoop loop
-    cdef object sock
-    cdef object protocol_factory
-    cdef object server
-    cdef int backlog
-    cdef int family, socktype, proto
-    cdef object retry_handle
+    """A listening socket's owner: evio's loopAccept (fields in _stream.pxd)."""
 
     cdef int on_ready(self, unsigned int mask) except -1:
         cdef int _, cfd, err

@@ -1,0 +1,1159 @@
+# cython: language_level=3
+"""Layer 5, compiled: evio's conn, on evioloop's dispatch or over a transport.
+
+A `Conn` is one connection of an Events server. On evioloop it is itself the
+fd owner in the loop's fd table (native mode): the dispatch hands it every
+ready event and it takes evio's next step,
+
+    opened  `opened_step`: Events.opened, its options, out and action
+    write   `write_step`: pending output, once the fd is writable
+    action  `begin_close`/`finish_close`/`finish_detach`: close or detach
+            after the output drained, or shut the server down
+    read    `read_step`: recv into the loop's shared buffer, Events.data
+
+while the listener (`NativeListener`) does the accept and `UdpOwner` serves
+datagrams. On any other loop (portable mode, events/portable.py) the same
+Conn runs over the host loop's transport, so the two modes share every rule
+but the syscalls. docs/events.md is the contract.
+"""
+from libc.errno cimport errno, EAGAIN, EINTR, ENOBUFS
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport uint64_t
+from posix.unistd cimport close as close_fd
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo,
+                             PyObject_CheckBuffer, PyBUF_SIMPLE, PyBUF_WRITABLE)
+from cpython.memoryview cimport PyMemoryView_FromObject
+
+from evioloop._core cimport CoreLoop, FdOwner
+from evioloop._poller cimport EVP_READ, EVP_WRITE
+from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
+from evioloop._sockutil cimport (EWOULDBLOCK, socklen_t, sockaddr_storage, sockaddr,
+                                 evs_send, evs_recv, evs_nodelay, evs_setint, evs_recvfrom,
+                                 evs_sendto, os_error, peer_address)
+from evioloop._stream cimport Listener
+
+import collections
+import os
+import socket
+import threading
+import time
+
+from .api import Action, Options, DEFAULT_OPTIONS
+
+cdef extern from "sys/socket.h" nogil:
+    int getsockname(int fd, sockaddr *addr, socklen_t *len)
+
+cdef object ACTIONS = (Action.NONE, Action.DETACH, Action.CLOSE, Action.SHUTDOWN)
+cdef object A_NONE = Action.NONE
+cdef enum:
+    NONE = 0
+    DETACH = 1
+    CLOSE = 2
+    SHUTDOWN = 3
+
+# a Conn's life
+cdef enum:
+    OPEN = 0
+    CLOSING = 1      # CLOSE asked: the output drains, then the socket closes
+    DETACHING = 2    # DETACH asked: the output drains, then detached()
+    CLOSED = 3
+    DETACHED = 4
+
+cdef int AF_INET = socket.AF_INET
+cdef int AF_INET6 = socket.AF_INET6
+cdef int SOL_SOCKET = socket.SOL_SOCKET
+cdef int SO_KEEPALIVE = socket.SO_KEEPALIVE
+cdef int IPPROTO_TCP = socket.IPPROTO_TCP
+cdef int TCP_NODELAY = socket.TCP_NODELAY
+# macOS names the idle time TCP_KEEPALIVE
+cdef int TCP_KEEPIDLE = getattr(socket, 'TCP_KEEPIDLE', getattr(socket, 'TCP_KEEPALIVE', -1))
+cdef int TCP_KEEPINTVL = getattr(socket, 'TCP_KEEPINTVL', -1)
+cdef int TCP_KEEPCNT = getattr(socket, 'TCP_KEEPCNT', -1)
+
+cdef enum:
+    UDP_BATCH = 64          # datagrams read per wake-up
+    UDP_QUEUE_MAX = 1024    # datagrams waiting for a writable socket, per listener
+
+
+cdef int action_of(object a, str what) except -1:
+    """An Action's number; TypeError for anything else (None is NONE)."""
+    if a is None or a is A_NONE:
+        return NONE
+    if isinstance(a, Action):
+        return <int>a
+    raise TypeError(f'Events.{what}() returned {a!r} as its action; expected an '
+                    f'evioloop.Action or None')
+
+
+cdef int check_out(object out, str what) except -1:
+    if type(out) is bytes or PyObject_CheckBuffer(out):
+        return 0
+    raise TypeError(f'Events.{what}() returned {type(out).__name__} as its output; '
+                    f'expected a bytes-like object or None')
+
+
+cdef class PacketView:
+    """Exports the loop's read buffer to the memoryview `data` gets when
+    reuse_input_buffer is on. If a view of it outlives the call, the loop
+    hands this memory over to the view (freed with its last export) and reads
+    into a fresh buffer: a kept view never shows other bytes."""
+    cdef char *buf
+    cdef Py_ssize_t length
+    cdef int exports
+    cdef bint owns
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError('the input buffer is read-only')
+        PyBuffer_FillInfo(view, self, self.buf, self.length, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+        if self.exports == 0 and self.owns:
+            free(self.buf)
+            self.buf = NULL
+            self.owns = False
+
+
+cdef class ServerCore:
+    """What every Conn of one server shares: the loop, the callbacks, the
+    set of open connections. The Python `Server` (server.py) drives it."""
+    cdef readonly object loop
+    cdef CoreLoop core                 # the same loop, in native mode
+    cdef object cb_opened, cb_closed, cb_detached, cb_pre_write, cb_data
+    cdef readonly set conns
+    cdef object server                 # the Python Server handle
+    cdef PacketView pv
+    cdef public bint stopping
+    cdef public Py_ssize_t udp_dropped
+    cdef double drop_logged_at
+    cdef public long thread_id
+    cdef public int live_transports    # portable: transports not yet lost
+    cdef public object transports_gone  # portable: a future set when that is 0
+
+    def __init__(self, loop, events, server, bint native):
+        self.loop = loop
+        self.core = <CoreLoop>loop if native else None
+        self.server = server
+        self.conns = set()
+        self.pv = PacketView()
+        self.cb_opened = getattr(events, 'opened', None)
+        self.cb_closed = getattr(events, 'closed', None)
+        self.cb_detached = getattr(events, 'detached', None)
+        self.cb_pre_write = getattr(events, 'pre_write', None)
+        self.cb_data = getattr(events, 'data', None)
+        self.thread_id = threading.get_ident()
+
+    cdef int report(self, str what, exc, conn) except -1:
+        self.loop.call_exception_handler({
+            'message': f'Events.{what}() failed',
+            'exception': exc,
+            'conn': conn,
+        })
+        return 0
+
+    cdef int request_shutdown(self) except -1:
+        if not self.stopping:
+            self.server._request_shutdown()
+        return 0
+
+    cdef int honour(self, object r, str what, conn) except -1:
+        """closed/detached's return: only SHUTDOWN counts, as in evio."""
+        try:
+            if action_of(r, what) == SHUTDOWN:
+                self.request_shutdown()
+        except TypeError as exc:
+            self.report(what, exc, conn)
+        return 0
+
+    cdef int call_pre_write(self) except -1:
+        try:
+            self.cb_pre_write()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.report('pre_write', exc, None)
+        return 0
+
+    cdef int count_dropped(self) except -1:
+        cdef double now = time.monotonic()
+        self.udp_dropped += 1
+        if now - self.drop_logged_at >= 1.0:
+            self.drop_logged_at = now
+            self.loop.call_exception_handler({
+                'message': f'Events server: UDP send queue full ({UDP_QUEUE_MAX} '
+                           f'datagrams); {self.udp_dropped} dropped so far',
+            })
+        return 0
+
+    def _conns(self):
+        return list(self.conns)
+
+
+cdef class Conn(FdOwner):
+    """One connection of an Events server (evio's Conn); see docs/events.md."""
+    cdef ServerCore srv
+    cdef public object context
+    cdef readonly int addr_index
+    cdef object _local_addr, _remote_addr
+    cdef object transport          # portable mode: the host loop's transport
+    cdef int family
+    cdef int state
+    cdef bint in_call              # inside one of this conn's callbacks
+    cdef bint close_requested      # close() during a callback: after its output
+    cdef object io_error           # an I/O error met during a callback
+    cdef bint reuse, user_paused, water_paused, wake_pending
+    cdef OutQueue outq
+    cdef Py_ssize_t high, low, max_inbound
+    cdef Py_ssize_t threadsafe_pending   # bytes queued by write_threadsafe
+    cdef uint64_t written, sent          # totals, for the completion callbacks
+    cdef object completions              # deque of (written total, callback)
+    # the pull reader: an earlier call's unread tail, then this call's input
+    cdef bint in_data, reader_used
+    cdef bytes tail
+    cdef Py_ssize_t tail_pos
+    cdef object cur_in
+    cdef Py_ssize_t cur_pos, cur_len
+
+    def __cinit__(self):
+        self.high = DEFAULT_OPTIONS.write_buffer_high
+        self.low = DEFAULT_OPTIONS.write_buffer_low
+        self.max_inbound = DEFAULT_OPTIONS.max_inbound
+
+    def __dealloc__(self):
+        outq_free(&self.outq)
+
+    # -- opened
+
+    cdef int opened_step(self) except -1:
+        cdef ServerCore srv = self.srv
+        out = opts = None
+        action = NONE
+        srv.conns.add(self)
+        if srv.cb_opened is not None:
+            self.in_call = True
+            try:
+                r = srv.cb_opened(self)
+                if r is None:
+                    pass
+                elif type(r) is tuple:
+                    if len(<tuple>r) != 3:
+                        raise TypeError(f'Events.opened() returned a tuple of {len(r)}; '
+                                        f'expected (out, options, action)')
+                    out, opts, a = <tuple>r
+                    action = action_of(a, 'opened')
+                elif isinstance(r, Options):
+                    opts = r
+                elif isinstance(r, Action):
+                    action = <int>r
+                else:
+                    out = r
+                if out is not None:
+                    check_out(out, 'opened')
+                if opts is not None and not isinstance(opts, Options):
+                    raise TypeError(f'Events.opened() returned {type(opts).__name__} as '
+                                    f'its options; expected evioloop.Options or None')
+                self.apply_options(opts)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self.in_call = False
+                return self.callback_failed('opened', exc)
+            if out is not None:
+                self.send(out)
+            self.in_call = False
+        else:
+            self.apply_options(None)
+        self.after_call(action)
+        if self.state == OPEN:
+            self.update_interest()
+        return 0
+
+    cdef int apply_options(self, opts) except -1:
+        o = DEFAULT_OPTIONS if opts is None else opts
+        cdef int fd = self.fd
+        if self.family == AF_INET or self.family == AF_INET6:
+            if o.tcp_nodelay:
+                if self.transport is None:      # the host loop already set it
+                    evs_nodelay(fd)
+            else:
+                self.setopt(IPPROTO_TCP, TCP_NODELAY, 0)
+            if o.tcp_keepalive is not None:
+                self.setopt(SOL_SOCKET, SO_KEEPALIVE, 1)
+                self.setopt(IPPROTO_TCP, TCP_KEEPIDLE, <int>o.tcp_keepalive)
+                if o.tcp_keepalive_interval is not None and TCP_KEEPINTVL >= 0:
+                    self.setopt(IPPROTO_TCP, TCP_KEEPINTVL, <int>o.tcp_keepalive_interval)
+                if o.tcp_keepalive_count is not None and TCP_KEEPCNT >= 0:
+                    self.setopt(IPPROTO_TCP, TCP_KEEPCNT, o.tcp_keepalive_count)
+        if opts is None:
+            return 0
+        self.reuse = o.reuse_input_buffer
+        self.high = o.write_buffer_high
+        self.low = o.write_buffer_low
+        self.max_inbound = o.max_inbound
+        if self.transport is not None:
+            self.transport.set_write_buffer_limits(self.high, self.low)
+        return 0
+
+    cdef int setopt(self, int level, int name, int value) except -1:
+        if name < 0:
+            return 0
+        if evs_setint(self.fd, level, name, value) < 0:
+            raise os_error(errno)
+        return 0
+
+    # -- the dispatch (native mode): evio's write, action, read
+
+    cdef int on_ready(self, unsigned int mask) except -1:
+        if mask & EVP_WRITE and self.outq.size:
+            self.write_step()
+        if self.state != OPEN:
+            return 0        # close/detach waits for the output, nothing is read
+        if mask & EVP_READ and self.mask & EVP_READ:
+            self.read_step()
+        return 0
+
+    cdef int write_step(self) except -1:
+        cdef Py_ssize_t k
+        cdef int err
+        if self.srv.cb_pre_write is not None:
+            self.srv.call_pre_write()
+            if self.state >= CLOSED:
+                return 0
+        k = outq_send(&self.outq, self.fd)
+        if k < 0:
+            err = errno
+            if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
+                return 0
+            return self.lose(os_error(err))
+        self.sent += k
+        if self.completions:
+            self.run_completions()
+        if not self.outq.size:
+            if self.state == CLOSING:
+                return self.finish_close(None)
+            if self.state == DETACHING:
+                return self.finish_detach()
+        return self.update_interest()
+
+    cdef int read_step(self) except -1:
+        cdef CoreLoop core = self.srv.core
+        cdef ssize_t n = evs_recv(self.fd, core.packet, core.packet_size)
+        cdef int err
+        if n < 0:
+            err = errno
+            if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
+                return 0
+            return self.lose(os_error(err))
+        if n == 0:
+            return self.begin_close(CLOSE)      # a clean EOF: closed(conn, None)
+        if self.reuse:
+            return self.deliver_view(n)
+        return self.deliver(PyBytes_FromStringAndSize(core.packet, n))
+
+    cdef int update_interest(self) except -1:
+        """Native: the poller interest; portable: the transport's reading."""
+        cdef unsigned int mask = 0
+        cdef Py_ssize_t buffered
+        if self.state >= CLOSED:
+            return 0
+        buffered = self.output_size()
+        if buffered > self.high:
+            self.water_paused = True
+        elif buffered <= self.low:
+            self.water_paused = False
+        reading = self.state == OPEN and not self.user_paused and not self.water_paused
+        if self.transport is not None:
+            if reading and not self.transport.is_reading():
+                self.transport.resume_reading()
+            elif not reading and self.transport.is_reading():
+                self.transport.pause_reading()
+            return 0
+        if reading:
+            mask |= EVP_READ
+        if self.outq.size:
+            mask |= EVP_WRITE
+        self.srv.core.modify(self, mask)
+        return 0
+
+    cdef Py_ssize_t output_size(self):
+        if self.transport is not None:
+            return self.transport.get_write_buffer_size()
+        return self.outq.size
+
+    # -- data
+
+    cdef int deliver(self, object in_) except -1:
+        """Call Events.data(conn, in_) and do what it returns."""
+        cdef ServerCore srv = self.srv
+        if srv.cb_data is None:
+            return 0
+        out = None
+        action = NONE
+        self.in_call = self.in_data = True
+        self.reader_used = False
+        self.cur_in = in_
+        self.cur_pos = 0
+        self.cur_len = 0 if in_ is None else len(in_)
+        try:
+            r = srv.cb_data(self, in_)
+            if r is None:
+                pass
+            elif type(r) is bytes:
+                out = r
+            elif type(r) is tuple:
+                if len(<tuple>r) != 2:
+                    raise TypeError(f'Events.data() returned a tuple of {len(r)}; '
+                                    f'expected (out, action)')
+                out, a = <tuple>r
+                action = action_of(a, 'data')
+                if out is not None:
+                    check_out(out, 'data')
+            elif isinstance(r, Action):
+                action = <int>r
+            else:
+                check_out(r, 'data')
+                out = r
+        except (SystemExit, KeyboardInterrupt):
+            self.end_data(False)
+            raise
+        except BaseException as exc:
+            self.end_data(False)
+            return self.callback_failed('data', exc)
+        if out is not None:
+            self.send(out)          # before a view of the read buffer is released
+        self.end_data(True)
+        return self.after_call(action)
+
+    cdef int end_data(self, bint keep) except -1:
+        """Keep what a call that used the reader left unread; nothing else."""
+        cdef Py_ssize_t left
+        self.in_call = self.in_data = False
+        if keep and self.reader_used:
+            left = (len(self.tail) - self.tail_pos if self.tail is not None else 0) + \
+                (self.cur_len - self.cur_pos)
+            if left == 0:
+                self.tail = None
+            elif self.tail is None or self.tail_pos == len(self.tail):
+                self.tail = bytes(self.cur_in[self.cur_pos:])
+            else:
+                self.tail = self.tail[self.tail_pos:] + bytes(self.cur_in[self.cur_pos:]) \
+                    if self.cur_pos < self.cur_len else self.tail[self.tail_pos:]
+            self.tail_pos = 0
+            if left > self.max_inbound and self.io_error is None:
+                self.io_error = BufferError(
+                    f'{left} bytes of unconsumed input exceed max_inbound '
+                    f'({self.max_inbound})')
+        elif not keep or not self.reader_used:
+            self.tail = None
+            self.tail_pos = 0
+        self.cur_in = None
+        self.cur_pos = self.cur_len = 0
+        return 0
+
+    cdef int deliver_view(self, Py_ssize_t n) except -1:
+        cdef ServerCore srv = self.srv
+        cdef PacketView pv = srv.pv
+        pv.buf = srv.core.packet
+        pv.length = n
+        view = PyMemoryView_FromObject(pv)
+        try:
+            self.deliver(view)
+        finally:
+            try:
+                view.release()
+            except BufferError:
+                pass        # exported further (numpy...): it keeps the memory below
+            if pv.exports:
+                # a view outlived the call: it keeps this memory for good
+                fresh = <char *>malloc(srv.core.packet_size)
+                if fresh is NULL:
+                    raise MemoryError()
+                pv.owns = True
+                srv.core.packet = fresh
+                srv.pv = PacketView()
+        return 0
+
+    # -- after a callback: its action, a close() or an error met meanwhile
+
+    cdef int after_call(self, int action) except -1:
+        if self.state >= CLOSED:
+            return 0
+        if self.io_error is not None:
+            exc, self.io_error = self.io_error, None
+            return self.lose(exc)
+        if self.close_requested:
+            self.close_requested = False
+            self.begin_close(CLOSE)
+        if action == CLOSE or action == DETACH:
+            self.begin_close(action)
+        elif action == SHUTDOWN:
+            self.srv.request_shutdown()
+        return 0
+
+    cdef int callback_failed(self, str what, exc) except -1:
+        self.srv.report(what, exc, self)
+        return self.lose(exc)
+
+    # -- write
+
+    cdef int send(self, object out) except -1:
+        """One send attempt at once; only what the kernel did not take waits."""
+        cdef Py_buffer view
+        cdef const char *p
+        cdef Py_ssize_t n, k
+        cdef int err
+        cdef bint have_view = False
+        if self.state >= CLOSED or self.io_error is not None:
+            return 0
+        if self.transport is not None:
+            if type(out) is not bytes:
+                out = bytes(out)
+            if out:
+                self.transport.write(out)
+            return 0
+        if type(out) is bytes:
+            p = PyBytes_AS_STRING(out)
+            n = PyBytes_GET_SIZE(out)
+        else:
+            PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
+            have_view = True
+            p = <const char *>view.buf
+            n = view.len
+        try:
+            if n == 0:
+                return 0
+            self.written += n
+            if self.outq.size:
+                outq_push(&self.outq, out if type(out) is bytes
+                          else PyBytes_FromStringAndSize(p, n))
+                return self.update_interest()
+            if self.srv.cb_pre_write is not None:
+                self.srv.call_pre_write()
+            k = evs_send(self.fd, p, n)
+            if k < 0:
+                err = errno
+                if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                    self.written -= n
+                    return self.write_failed(os_error(err))
+                k = 0
+            self.sent += k
+            if k == n:
+                return 0
+            outq_push(&self.outq, PyBytes_FromStringAndSize(p + k, n - k))
+            return self.update_interest()
+        finally:
+            if have_view:
+                PyBuffer_Release(&view)
+
+    cdef int write_failed(self, exc) except -1:
+        if self.in_call:
+            self.io_error = exc     # after the callback returns
+            outq_clear(&self.outq)
+            return 0
+        return self.lose(exc)
+
+    cdef int run_completions(self) except -1:
+        while self.completions and self.completions[0][0] <= self.sent:
+            _, callback = self.completions.popleft()
+            self.srv.loop.call_soon(self.completed, callback, None)
+        return 0
+
+    def completed(self, callback, err):
+        try:
+            callback(self, err)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.srv.report('write_threadsafe callback', exc, self)
+
+    # -- close and detach
+
+    cdef int begin_close(self, int kind) except -1:
+        """CLOSE or DETACH once the pending output is written."""
+        if self.state != OPEN:
+            return 0
+        self.state = CLOSING if kind == CLOSE else DETACHING
+        if self.transport is not None:
+            if kind == CLOSE:
+                self.transport.close()      # flushes; connection_lost(None) follows
+                return 0
+            if not self.transport.get_write_buffer_size():
+                return self.finish_detach()
+            self.transport.pause_reading()
+            # resume_writing (below the low mark of 0) means drained
+            self.transport.set_write_buffer_limits(0, 0)
+            return 0
+        if self.outq.size:
+            return self.update_interest()   # write interest only
+        if kind == CLOSE:
+            return self.finish_close(None)
+        return self.finish_detach()
+
+    cdef int lose(self, exc) except -1:
+        """A fatal error: drop the output, close now, closed(conn, exc)."""
+        outq_clear(&self.outq)
+        return self.finish_close(exc, True)
+
+    cdef int finish_close(self, err, bint abort=False) except -1:
+        cdef ServerCore srv = self.srv
+        if self.state >= CLOSED:
+            return 0
+        self.state = CLOSED
+        if self.transport is not None:
+            if not self.transport.is_closing():
+                if abort or self.transport.get_write_buffer_size():
+                    self.transport.abort()
+                else:
+                    self.transport.close()
+        elif self.fd >= 0:
+            srv.core.unregister(self)
+            close_fd(self.fd)
+        self.fd = -1
+        outq_clear(&self.outq)
+        srv.conns.discard(self)
+        self.tail = None
+        self.fail_completions(err)
+        if srv.cb_closed is not None:
+            self.in_call = True
+            try:
+                r = srv.cb_closed(self, err)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                srv.report('closed', exc, self)
+            else:
+                srv.honour(r, 'closed', self)
+            self.in_call = False
+        return 0
+
+    cdef int fail_completions(self, err) except -1:
+        if not self.completions:
+            return 0
+        reason = err if err is not None else ConnectionError('the connection was closed')
+        while self.completions:
+            _, callback = self.completions.popleft()
+            self.srv.loop.call_soon(self.completed, callback, reason)
+        return 0
+
+    cdef int finish_detach(self) except -1:
+        cdef ServerCore srv = self.srv
+        if self.transport is not None:
+            fd = os.dup(self.transport.get_extra_info('socket').fileno())
+            sock = socket.socket(fileno=fd)
+            self.transport.abort()          # our dup keeps the connection
+        else:
+            srv.core.unregister(self)
+            sock = socket.socket(self.family, socket.SOCK_STREAM, 0, fileno=self.fd)
+        sock.setblocking(True)
+        self.state = DETACHED
+        self.fd = -1
+        srv.conns.discard(self)
+        self.fail_completions(None)
+        if srv.cb_detached is None:
+            sock.close()        # nobody takes it: as evio, it is closed
+            return 0
+        self.in_call = True
+        try:
+            r = srv.cb_detached(self, sock)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            srv.report('detached', exc, self)
+        else:
+            srv.honour(r, 'detached', self)
+        self.in_call = False
+        return 0
+
+    cdef int request_close(self) except -1:
+        if self.in_call:
+            self.close_requested = True
+        else:
+            self.begin_close(CLOSE)
+        return 0
+
+    def _shutdown_close(self):
+        """Server shutdown: one last non-blocking write, then closed(conn, None)."""
+        if self.state >= CLOSED:
+            return
+        if self.transport is None and self.outq.size and self.fd >= 0:
+            outq_send(&self.outq, self.fd)
+        self.finish_close(None, bool(self.output_size()))
+
+    # -- the public face (docs/events.md)
+
+    @property
+    def remote_addr(self):
+        if self._remote_addr is None and self.transport is not None:
+            self._remote_addr = self.transport.get_extra_info('peername')
+        return self._remote_addr
+
+    @property
+    def local_addr(self):
+        cdef sockaddr_storage ss
+        cdef socklen_t n = sizeof(ss)
+        if self._local_addr is None:
+            if self.transport is not None:
+                self._local_addr = self.transport.get_extra_info('sockname')
+            elif self.fd >= 0 and getsockname(self.fd, <sockaddr *>&ss, &n) == 0:
+                self._local_addr = peer_address(&ss, n)
+        return self._local_addr
+
+    @property
+    def output_buffered(self):
+        if self.state >= CLOSED:
+            return 0
+        return self.output_size()
+
+    def write(self, data):
+        """Write now: one send attempt, only the rest is queued (loop thread)."""
+        check_out(data, 'write')
+        self.send(data)
+        if not self.in_call:
+            self.after_call(NONE)
+
+    def writelines(self, list_of_data):
+        """write() each item; they go out in order (loop thread)."""
+        for data in list_of_data:
+            self.write(data)
+
+    def write_threadsafe(self, data, callback=None):
+        """Queue data for the loop to write, from any thread (docs/events.md)."""
+        if type(data) is not bytes:
+            data = bytes(memoryview(data))
+        n = len(data)
+        if self.threadsafe_pending + self.output_buffered + n > 4 * self.high:
+            raise BufferError(f'write_threadsafe: {self.threadsafe_pending} bytes queued '
+                              f'and {self.output_buffered} unsent; the bound is '
+                              f'{4 * self.high} (4 x write_buffer_high)')
+        self.threadsafe_pending += n
+        self.srv.loop.call_soon_threadsafe(self._write_from_thread, data, callback)
+
+    def _write_from_thread(self, bytes data, callback):
+        self.threadsafe_pending -= len(data)
+        if self.state != OPEN:
+            if callback is not None:
+                self.completed(callback, ConnectionError('the connection is closed'))
+            return
+        self.send(data)
+        self.after_call(NONE)
+        if callback is None:
+            return
+        if self.state >= CLOSED:
+            pass                    # fail_completions has nothing for this one
+        elif self.transport is not None or self.sent >= self.written:
+            self.completed(callback, None)
+            return
+        else:
+            if self.completions is None:
+                self.completions = collections.deque()
+            self.completions.append((self.written, callback))
+            return
+        self.completed(callback, ConnectionError('the connection was lost'))
+
+    def wake(self):
+        """From any thread: call data(conn, None) on the loop (merged, dropped
+        once closed)."""
+        if self.wake_pending or self.state >= CLOSED:
+            return
+        self.wake_pending = True
+        self.srv.loop.call_soon_threadsafe(self._on_wake)
+
+    def _on_wake(self):
+        self.wake_pending = False
+        if self.state == OPEN:
+            self.deliver(None)
+
+    def close(self):
+        """From any thread: close once the pending output is written."""
+        if threading.get_ident() == self.srv.thread_id:
+            self.request_close()
+        else:
+            self.srv.loop.call_soon_threadsafe(self._close)
+
+    def _close(self):
+        self.request_close()
+
+    def pause_reading(self):
+        self.user_paused = True
+        self.update_interest()
+
+    def resume_reading(self):
+        self.user_paused = False
+        self.update_interest()
+
+    def is_reading(self):
+        return self.state == OPEN and not self.user_paused and not self.water_paused
+
+    # -- the pull reader (inside data only)
+
+    cdef int check_reader(self) except -1:
+        if not self.in_data:
+            raise RuntimeError('the pull reader (peek/next/discard/inbound_buffered) '
+                               'works only inside Events.data()')
+        self.reader_used = True
+        return 0
+
+    cdef Py_ssize_t available(self):
+        cdef Py_ssize_t n = self.cur_len - self.cur_pos
+        if self.tail is not None:
+            n += len(self.tail) - self.tail_pos
+        return n
+
+    cdef bytes take(self, Py_ssize_t n, bint consume):
+        cdef Py_ssize_t avail = self.available(), t = 0
+        cdef bytes head = b''
+        if n < 0 or n > avail:
+            n = avail
+        if self.tail is not None:
+            t = min(n, len(self.tail) - self.tail_pos)
+            head = self.tail[self.tail_pos:self.tail_pos + t]
+        if t < n:
+            head = head + bytes(self.cur_in[self.cur_pos:self.cur_pos + n - t])
+        if consume:
+            self.tail_pos += t
+            self.cur_pos += n - t
+        return head
+
+    def peek(self, Py_ssize_t n=-1):
+        """Up to n bytes of input (-1: all), not consumed."""
+        self.check_reader()
+        return self.take(n, False)
+
+    def next(self, Py_ssize_t n=-1):
+        """Up to n bytes of input (-1: all), consumed."""
+        self.check_reader()
+        return self.take(n, True)
+
+    def discard(self, Py_ssize_t n=-1):
+        """Drop up to n bytes of input (-1: all); how many were dropped."""
+        cdef Py_ssize_t avail, t = 0
+        self.check_reader()
+        avail = self.available()
+        if n < 0 or n > avail:
+            n = avail
+        if self.tail is not None:
+            t = min(n, len(self.tail) - self.tail_pos)
+            self.tail_pos += t
+        self.cur_pos += n - t
+        return n
+
+    @property
+    def inbound_buffered(self):
+        self.check_reader()
+        return self.available()
+
+    # -- portable mode: the adapter's protocol callbacks land here
+
+    def _feed(self, data):
+        if self.state != OPEN:
+            return
+        if not self.reuse:
+            self.deliver(data)
+            return
+        view = memoryview(data)
+        try:
+            self.deliver(view)
+        finally:
+            try:
+                view.release()
+            except BufferError:
+                pass        # exported further; it shows these same bytes
+
+    def _eof(self):
+        self.state = CLOSING    # the transport closes after its output
+        return False
+
+    def _lost(self, exc):
+        self.srv.live_transports -= 1
+        if self.state < CLOSED:
+            if self.state == DETACHING:
+                self.state = OPEN       # lost before it drained: a plain close
+            self.finish_close(exc)
+        if self.srv.live_transports == 0 and self.srv.transports_gone is not None:
+            if not self.srv.transports_gone.done():
+                self.srv.transports_gone.set_result(None)
+        self.transport = None
+
+    def _water(self, bint paused):
+        if self.state == DETACHING:
+            if not paused:
+                self.finish_detach()
+            return
+        self.water_paused = paused
+        self.update_interest()
+
+    def __repr__(self):
+        state = ('open', 'closing', 'detaching', 'closed', 'detached')[self.state]
+        mode = 'portable' if self.transport is not None else 'native'
+        return f'<evioloop.Conn {mode} fd={self.fd} {state} addr_index={self.addr_index}>'
+
+
+def open_portable(ServerCore srv, transport, int addr_index):
+    """The Conn behind a host loop's transport (portable mode)."""
+    cdef Conn c = Conn.__new__(Conn)
+    c.srv = srv
+    c.transport = transport
+    c.addr_index = addr_index
+    sock = transport.get_extra_info('socket')
+    c.family = sock.family if sock is not None else -1
+    c.fd = sock.fileno() if sock is not None else -1
+    srv.live_transports += 1
+    c.opened_step()
+    return c
+
+
+cdef class NativeListener(Listener):
+    """A listening socket of an Events server: accept, then opened at once
+    (evio's loopAccept then loopOpened, without its extra poll round)."""
+    cdef ServerCore srv
+    cdef int addr_index
+
+    cdef int open_conn(self, int cfd, peername) except -1:
+        cdef Conn c = Conn.__new__(Conn)
+        c.srv = self.srv
+        c.fd = cfd
+        c.family = self.family
+        c.addr_index = self.addr_index
+        c._remote_addr = peername
+        try:
+            self.loop.register(c, 0)
+        except BaseException:
+            close_fd(cfd)
+            raise
+        c.opened_step()
+        return 0
+
+
+def start_native_listener(ServerCore srv, sock, int addr_index, int backlog):
+    cdef NativeListener ln = NativeListener()
+    ln.srv = srv
+    ln.loop = srv.core
+    ln.addr_index = addr_index
+    ln.fd = sock.fileno()
+    ln.sock = sock
+    ln.family, ln.socktype, ln.proto = sock.family, sock.type, sock.proto
+    ln.backlog = max(1, backlog)
+    srv.core.register(ln, EVP_READ)
+    return ln
+
+
+# ---------------------------------------------------------------- UDP
+
+cdef class UdpOwner(FdOwner)
+
+
+cdef class UdpConn:
+    """One datagram's conn, as in evio: no context, no wake, no reader."""
+    cdef readonly int addr_index
+    cdef readonly object remote_addr
+    cdef object _local_addr
+    cdef ServerCore srv
+    cdef UdpOwner owner         # native
+    cdef object transport       # portable
+    cdef sockaddr_storage ss
+    cdef socklen_t sslen
+
+    @property
+    def local_addr(self):
+        return self._local_addr
+
+    @property
+    def fd(self):
+        if self.owner is not None:
+            return self.owner.fd
+        sock = self.transport.get_extra_info('socket')
+        return -1 if sock is None else sock.fileno()
+
+    def sendto(self, data, addr):
+        """Send a datagram to any address from this listener."""
+        check_out(data, 'sendto')
+        if self.owner is not None:
+            self.owner.send_py(bytes(data), addr)
+        else:
+            portable_sendto(self, bytes(data), addr)
+
+    def __repr__(self):
+        return f'<evioloop.UdpConn from {self.remote_addr!r} addr_index={self.addr_index}>'
+
+
+cdef int portable_sendto(UdpConn c, bytes data, addr) except -1:
+    # the host transport buffers what the kernel refused; bound it here
+    if c.transport.get_write_buffer_size() > UDP_QUEUE_MAX * 2048:
+        c.srv.count_dropped()
+        return 0
+    c.transport.sendto(data, addr)
+    return 0
+
+
+cdef int deliver_datagram(ServerCore srv, UdpConn c, data) except -1:
+    """data(conn, datagram); out goes back to the sender."""
+    if srv.cb_data is None:
+        return 0
+    try:
+        r = srv.cb_data(c, data)
+        out = None
+        action = NONE
+        if r is None:
+            pass
+        elif type(r) is bytes:
+            out = r
+        elif type(r) is tuple:
+            if len(<tuple>r) != 2:
+                raise TypeError(f'Events.data() returned a tuple of {len(r)}; '
+                                f'expected (out, action)')
+            out, a = <tuple>r
+            action = action_of(a, 'data')
+            if out is not None:
+                check_out(out, 'data')
+        elif isinstance(r, Action):
+            action = <int>r
+        else:
+            check_out(r, 'data')
+            out = r
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        srv.report('data', exc, c)
+        return 0
+    if out is not None and len(out):
+        if c.owner is not None:
+            c.owner.reply(c, out)
+        else:
+            portable_sendto(c, bytes(out), c.remote_addr)
+    if action == SHUTDOWN:
+        srv.request_shutdown()
+    return 0
+
+
+cdef class UdpOwner(FdOwner):
+    """A UDP listener in native mode: batches of datagrams per wake-up, and a
+    bounded queue for replies the kernel could not take at once."""
+    cdef ServerCore srv
+    cdef object sock
+    cdef int addr_index
+    cdef object local_addr
+    cdef object queue           # deque of (bytes, address)
+
+    cdef int on_ready(self, unsigned int mask) except -1:
+        cdef CoreLoop core = self.srv.core
+        cdef UdpConn c
+        cdef ssize_t n
+        cdef int i, err
+        if mask & EVP_WRITE and self.queue:
+            self.flush_queue()
+        if not mask & EVP_READ:
+            return 0
+        for i in range(UDP_BATCH):
+            c = UdpConn.__new__(UdpConn)
+            n = evs_recvfrom(self.fd, core.packet, core.packet_size, &c.ss, &c.sslen)
+            if n < 0:
+                err = errno
+                if err == EAGAIN or err == EWOULDBLOCK:
+                    return 0
+                if err != EINTR:
+                    # e.g. an ICMP error reported on the socket: not fatal
+                    core.call_exception_handler({
+                        'message': 'Events server: UDP receive error',
+                        'exception': os_error(err),
+                    })
+                    return 0
+                continue
+            c.owner = self
+            c.srv = self.srv
+            c.addr_index = self.addr_index
+            c._local_addr = self.local_addr
+            c.remote_addr = peer_address(&c.ss, c.sslen)
+            deliver_datagram(self.srv, c, PyBytes_FromStringAndSize(core.packet, n))
+            if self.srv.stopping or self.mask == 0:
+                return 0
+        return 0
+
+    cdef int reply(self, UdpConn c, out) except -1:
+        cdef Py_buffer view
+        cdef ssize_t n
+        cdef int err
+        if self.queue:
+            return self.enqueue(bytes(out), c.remote_addr)
+        PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
+        n = evs_sendto(self.fd, <const char *>view.buf, view.len, &c.ss, c.sslen)
+        err = errno
+        PyBuffer_Release(&view)
+        if n < 0:
+            if err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS or err == EINTR:
+                return self.enqueue(bytes(out), c.remote_addr)
+            self.srv.loop.call_exception_handler({
+                'message': 'Events server: UDP send error',
+                'exception': os_error(err),
+            })
+        return 0
+
+    cdef int send_py(self, bytes data, addr) except -1:
+        if self.queue:
+            return self.enqueue(data, addr)
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.enqueue(data, addr)
+        except OSError as exc:
+            if exc.errno != ENOBUFS:
+                raise
+            self.enqueue(data, addr)
+        return 0
+
+    cdef int enqueue(self, bytes data, addr) except -1:
+        if self.queue is None:
+            self.queue = collections.deque()
+        if len(self.queue) >= UDP_QUEUE_MAX:
+            return self.srv.count_dropped()
+        self.queue.append((data, addr))
+        self.srv.core.modify(self, EVP_READ | EVP_WRITE)
+        return 0
+
+    cdef int flush_queue(self) except -1:
+        while self.queue:
+            data, addr = self.queue[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return 0
+            except OSError as exc:
+                if exc.errno == ENOBUFS:
+                    return 0
+                self.srv.loop.call_exception_handler({
+                    'message': 'Events server: UDP send error',
+                    'exception': exc,
+                })
+            self.queue.popleft()
+        self.srv.core.modify(self, EVP_READ)
+        return 0
+
+    def _stop(self):
+        self.srv.core.unregister(self)
+
+    def __repr__(self):
+        return f'<evioloop UdpOwner fd={self.fd}>'
+
+
+def start_native_udp(ServerCore srv, sock, int addr_index):
+    cdef UdpOwner u = UdpOwner()
+    u.srv = srv
+    u.sock = sock
+    u.fd = sock.fileno()
+    u.addr_index = addr_index
+    u.local_addr = sock.getsockname()
+    srv.core.register(u, EVP_READ)
+    return u
+
+
+def portable_datagram(ServerCore srv, transport, int addr_index, data, addr):
+    """A datagram the host loop's transport received (portable mode)."""
+    cdef UdpConn c = UdpConn.__new__(UdpConn)
+    c.srv = srv
+    c.transport = transport
+    c.addr_index = addr_index
+    c._local_addr = transport.get_extra_info('sockname')
+    c.remote_addr = addr
+    deliver_datagram(srv, c, data)

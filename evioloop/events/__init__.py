@@ -2,7 +2,8 @@
 
     evioloop.serve(evioloop.Events(data=lambda conn, in_: in_), 'tcp://:5000')
 """
-from ._conn import Conn, UdpConn
+from ._conn import Conn
+from ._udp import UdpConn
 from .addrs import parse_addr
 from .api import Action, Events, InputStream, LoadBalance, Options
 from .server import Server, listen, serve, serve_async

@@ -2,8 +2,9 @@
 """Layer 5, compiled: evio's conn, on evioloop's dispatch or over a transport.
 
 A `Conn` is one connection of an Events server. On evioloop it is itself the
-fd owner in the loop's fd table (native mode): the dispatch hands it every
-ready event and it takes evio's next step,
+fd owner in the loop's fd table (native mode): the listener
+(`NativeListener`) accepts and opens it at once, then the dispatch hands it
+every ready event and it takes evio's next step:
 
     opened  `opened_step`: Events.opened, its options, out and action
     write   `write_step`: pending output, once the fd is writable
@@ -11,46 +12,37 @@ ready event and it takes evio's next step,
             after the output drained, or shut the server down
     read    `read_step`: recv into the loop's shared buffer, Events.data
 
-while the listener (`NativeListener`) does the accept and `UdpOwner` serves
-datagrams. On any other loop (portable mode, events/portable.py) the same
-Conn runs over the host loop's transport, so the two modes share every rule
-but the syscalls. docs/events.md is the contract.
+On any other loop (portable mode, events/portable.py) the same Conn runs over
+the host loop's transport, so the two modes share every rule but the
+syscalls. docs/events.md is the contract.
 """
-from libc.errno cimport errno, EAGAIN, EINTR, ENOBUFS
-from libc.stdlib cimport malloc, free
+from libc.errno cimport errno, EAGAIN, EINTR
+from libc.stdlib cimport malloc
 from libc.stdint cimport uint64_t
 from posix.unistd cimport close as close_fd
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBuffer_FillInfo,
-                             PyObject_CheckBuffer, PyBUF_SIMPLE, PyBUF_WRITABLE)
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.memoryview cimport PyMemoryView_FromObject
 
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
 from evioloop._sockutil cimport (EWOULDBLOCK, socklen_t, sockaddr_storage, sockaddr,
-                                 evs_send, evs_recv, evs_nodelay, evs_setint, evs_recvfrom,
-                                 evs_sendto, os_error, peer_address)
+                                 evs_send, evs_recv, evs_nodelay, evs_setint, os_error,
+                                 peer_address)
 from evioloop._stream cimport Listener
+from evioloop.events._server cimport (ServerCore, PacketView, NONE, DETACH, CLOSE,
+                                      SHUTDOWN, action_of, check_out, data_result)
 
 import collections
 import os
 import socket
 import threading
-import time
 
 from .api import Action, Options, DEFAULT_OPTIONS
 
 cdef extern from "sys/socket.h" nogil:
     int getsockname(int fd, sockaddr *addr, socklen_t *len)
-
-cdef object ACTIONS = (Action.NONE, Action.DETACH, Action.CLOSE, Action.SHUTDOWN)
-cdef object A_NONE = Action.NONE
-cdef enum:
-    NONE = 0
-    DETACH = 1
-    CLOSE = 2
-    SHUTDOWN = 3
 
 # a Conn's life
 cdef enum:
@@ -70,126 +62,6 @@ cdef int TCP_NODELAY = socket.TCP_NODELAY
 cdef int TCP_KEEPIDLE = getattr(socket, 'TCP_KEEPIDLE', getattr(socket, 'TCP_KEEPALIVE', -1))
 cdef int TCP_KEEPINTVL = getattr(socket, 'TCP_KEEPINTVL', -1)
 cdef int TCP_KEEPCNT = getattr(socket, 'TCP_KEEPCNT', -1)
-
-cdef enum:
-    UDP_BATCH = 64          # datagrams read per wake-up
-    UDP_QUEUE_MAX = 1024    # datagrams waiting for a writable socket, per listener
-
-
-cdef int action_of(object a, str what) except -1:
-    """An Action's number; TypeError for anything else (None is NONE)."""
-    if a is None or a is A_NONE:
-        return NONE
-    if isinstance(a, Action):
-        return <int>a
-    raise TypeError(f'Events.{what}() returned {a!r} as its action; expected an '
-                    f'evioloop.Action or None')
-
-
-cdef int check_out(object out, str what) except -1:
-    if type(out) is bytes or PyObject_CheckBuffer(out):
-        return 0
-    raise TypeError(f'Events.{what}() returned {type(out).__name__} as its output; '
-                    f'expected a bytes-like object or None')
-
-
-cdef class PacketView:
-    """Exports the loop's read buffer to the memoryview `data` gets when
-    reuse_input_buffer is on. If a view of it outlives the call, the loop
-    hands this memory over to the view (freed with its last export) and reads
-    into a fresh buffer: a kept view never shows other bytes."""
-    cdef char *buf
-    cdef Py_ssize_t length
-    cdef int exports
-    cdef bint owns
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        if flags & PyBUF_WRITABLE:
-            raise BufferError('the input buffer is read-only')
-        PyBuffer_FillInfo(view, self, self.buf, self.length, 1, flags)
-        self.exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self.exports -= 1
-        if self.exports == 0 and self.owns:
-            free(self.buf)
-            self.buf = NULL
-            self.owns = False
-
-
-cdef class ServerCore:
-    """What every Conn of one server shares: the loop, the callbacks, the
-    set of open connections. The Python `Server` (server.py) drives it."""
-    cdef readonly object loop
-    cdef CoreLoop core                 # the same loop, in native mode
-    cdef object cb_opened, cb_closed, cb_detached, cb_pre_write, cb_data
-    cdef readonly set conns
-    cdef object server                 # the Python Server handle
-    cdef PacketView pv
-    cdef public bint stopping
-    cdef public Py_ssize_t udp_dropped
-    cdef double drop_logged_at
-    cdef public long thread_id
-    cdef public int live_transports    # portable: transports not yet lost
-    cdef public object transports_gone  # portable: a future set when that is 0
-
-    def __init__(self, loop, events, server, bint native):
-        self.loop = loop
-        self.core = <CoreLoop>loop if native else None
-        self.server = server
-        self.conns = set()
-        self.pv = PacketView()
-        self.cb_opened = getattr(events, 'opened', None)
-        self.cb_closed = getattr(events, 'closed', None)
-        self.cb_detached = getattr(events, 'detached', None)
-        self.cb_pre_write = getattr(events, 'pre_write', None)
-        self.cb_data = getattr(events, 'data', None)
-        self.thread_id = threading.get_ident()
-
-    cdef int report(self, str what, exc, conn) except -1:
-        self.loop.call_exception_handler({
-            'message': f'Events.{what}() failed',
-            'exception': exc,
-            'conn': conn,
-        })
-        return 0
-
-    cdef int request_shutdown(self) except -1:
-        if not self.stopping:
-            self.server._request_shutdown()
-        return 0
-
-    cdef int honour(self, object r, str what, conn) except -1:
-        """closed/detached's return: only SHUTDOWN counts, as in evio."""
-        try:
-            if action_of(r, what) == SHUTDOWN:
-                self.request_shutdown()
-        except TypeError as exc:
-            self.report(what, exc, conn)
-        return 0
-
-    cdef int call_pre_write(self) except -1:
-        try:
-            self.cb_pre_write()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.report('pre_write', exc, None)
-        return 0
-
-    cdef int count_dropped(self) except -1:
-        cdef double now = time.monotonic()
-        self.udp_dropped += 1
-        if now - self.drop_logged_at >= 1.0:
-            self.drop_logged_at = now
-            self.loop.call_exception_handler({
-                'message': f'Events server: UDP send queue full ({UDP_QUEUE_MAX} '
-                           f'datagrams); {self.udp_dropped} dropped so far',
-            })
-        return 0
-
-    def _conns(self):
-        return list(self.conns)
 
 
 cdef class Conn(FdOwner):
@@ -388,34 +260,16 @@ cdef class Conn(FdOwner):
     cdef int deliver(self, object in_) except -1:
         """Call Events.data(conn, in_) and do what it returns."""
         cdef ServerCore srv = self.srv
+        cdef int action
         if srv.cb_data is None:
             return 0
-        out = None
-        action = NONE
         self.in_call = self.in_data = True
         self.reader_used = False
         self.cur_in = in_
         self.cur_pos = 0
         self.cur_len = 0 if in_ is None else len(in_)
         try:
-            r = srv.cb_data(self, in_)
-            if r is None:
-                pass
-            elif type(r) is bytes:
-                out = r
-            elif type(r) is tuple:
-                if len(<tuple>r) != 2:
-                    raise TypeError(f'Events.data() returned a tuple of {len(r)}; '
-                                    f'expected (out, action)')
-                out, a = <tuple>r
-                action = action_of(a, 'data')
-                if out is not None:
-                    check_out(out, 'data')
-            elif isinstance(r, Action):
-                action = <int>r
-            else:
-                check_out(r, 'data')
-                out = r
+            out = data_result(srv.cb_data(self, in_), &action)
         except (SystemExit, KeyboardInterrupt):
             self.end_data(False)
             raise
@@ -941,219 +795,3 @@ def start_native_listener(ServerCore srv, sock, int addr_index, int backlog):
 
 
 # ---------------------------------------------------------------- UDP
-
-cdef class UdpOwner(FdOwner)
-
-
-cdef class UdpConn:
-    """One datagram's conn, as in evio: no context, no wake, no reader."""
-    cdef readonly int addr_index
-    cdef readonly object remote_addr
-    cdef object _local_addr
-    cdef ServerCore srv
-    cdef UdpOwner owner         # native
-    cdef object transport       # portable
-    cdef sockaddr_storage ss
-    cdef socklen_t sslen
-
-    @property
-    def local_addr(self):
-        return self._local_addr
-
-    @property
-    def fd(self):
-        if self.owner is not None:
-            return self.owner.fd
-        sock = self.transport.get_extra_info('socket')
-        return -1 if sock is None else sock.fileno()
-
-    def sendto(self, data, addr):
-        """Send a datagram to any address from this listener."""
-        check_out(data, 'sendto')
-        if self.owner is not None:
-            self.owner.send_py(bytes(data), addr)
-        else:
-            portable_sendto(self, bytes(data), addr)
-
-    def __repr__(self):
-        return f'<evioloop.UdpConn from {self.remote_addr!r} addr_index={self.addr_index}>'
-
-
-cdef int portable_sendto(UdpConn c, bytes data, addr) except -1:
-    # the host transport buffers what the kernel refused; bound it here
-    if c.transport.get_write_buffer_size() > UDP_QUEUE_MAX * 2048:
-        c.srv.count_dropped()
-        return 0
-    c.transport.sendto(data, addr)
-    return 0
-
-
-cdef int deliver_datagram(ServerCore srv, UdpConn c, data) except -1:
-    """data(conn, datagram); out goes back to the sender."""
-    if srv.cb_data is None:
-        return 0
-    try:
-        r = srv.cb_data(c, data)
-        out = None
-        action = NONE
-        if r is None:
-            pass
-        elif type(r) is bytes:
-            out = r
-        elif type(r) is tuple:
-            if len(<tuple>r) != 2:
-                raise TypeError(f'Events.data() returned a tuple of {len(r)}; '
-                                f'expected (out, action)')
-            out, a = <tuple>r
-            action = action_of(a, 'data')
-            if out is not None:
-                check_out(out, 'data')
-        elif isinstance(r, Action):
-            action = <int>r
-        else:
-            check_out(r, 'data')
-            out = r
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        srv.report('data', exc, c)
-        return 0
-    if out is not None and len(out):
-        if c.owner is not None:
-            c.owner.reply(c, out)
-        else:
-            portable_sendto(c, bytes(out), c.remote_addr)
-    if action == SHUTDOWN:
-        srv.request_shutdown()
-    return 0
-
-
-cdef class UdpOwner(FdOwner):
-    """A UDP listener in native mode: batches of datagrams per wake-up, and a
-    bounded queue for replies the kernel could not take at once."""
-    cdef ServerCore srv
-    cdef object sock
-    cdef int addr_index
-    cdef object local_addr
-    cdef object queue           # deque of (bytes, address)
-
-    cdef int on_ready(self, unsigned int mask) except -1:
-        cdef CoreLoop core = self.srv.core
-        cdef UdpConn c
-        cdef ssize_t n
-        cdef int i, err
-        if mask & EVP_WRITE and self.queue:
-            self.flush_queue()
-        if not mask & EVP_READ:
-            return 0
-        for i in range(UDP_BATCH):
-            c = UdpConn.__new__(UdpConn)
-            n = evs_recvfrom(self.fd, core.packet, core.packet_size, &c.ss, &c.sslen)
-            if n < 0:
-                err = errno
-                if err == EAGAIN or err == EWOULDBLOCK:
-                    return 0
-                if err != EINTR:
-                    # e.g. an ICMP error reported on the socket: not fatal
-                    core.call_exception_handler({
-                        'message': 'Events server: UDP receive error',
-                        'exception': os_error(err),
-                    })
-                    return 0
-                continue
-            c.owner = self
-            c.srv = self.srv
-            c.addr_index = self.addr_index
-            c._local_addr = self.local_addr
-            c.remote_addr = peer_address(&c.ss, c.sslen)
-            deliver_datagram(self.srv, c, PyBytes_FromStringAndSize(core.packet, n))
-            if self.srv.stopping or self.mask == 0:
-                return 0
-        return 0
-
-    cdef int reply(self, UdpConn c, out) except -1:
-        cdef Py_buffer view
-        cdef ssize_t n
-        cdef int err
-        if self.queue:
-            return self.enqueue(bytes(out), c.remote_addr)
-        PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
-        n = evs_sendto(self.fd, <const char *>view.buf, view.len, &c.ss, c.sslen)
-        err = errno
-        PyBuffer_Release(&view)
-        if n < 0:
-            if err == EAGAIN or err == EWOULDBLOCK or err == ENOBUFS or err == EINTR:
-                return self.enqueue(bytes(out), c.remote_addr)
-            self.srv.loop.call_exception_handler({
-                'message': 'Events server: UDP send error',
-                'exception': os_error(err),
-            })
-        return 0
-
-    cdef int send_py(self, bytes data, addr) except -1:
-        if self.queue:
-            return self.enqueue(data, addr)
-        try:
-            self.sock.sendto(data, addr)
-        except (BlockingIOError, InterruptedError):
-            self.enqueue(data, addr)
-        except OSError as exc:
-            if exc.errno != ENOBUFS:
-                raise
-            self.enqueue(data, addr)
-        return 0
-
-    cdef int enqueue(self, bytes data, addr) except -1:
-        if self.queue is None:
-            self.queue = collections.deque()
-        if len(self.queue) >= UDP_QUEUE_MAX:
-            return self.srv.count_dropped()
-        self.queue.append((data, addr))
-        self.srv.core.modify(self, EVP_READ | EVP_WRITE)
-        return 0
-
-    cdef int flush_queue(self) except -1:
-        while self.queue:
-            data, addr = self.queue[0]
-            try:
-                self.sock.sendto(data, addr)
-            except (BlockingIOError, InterruptedError):
-                return 0
-            except OSError as exc:
-                if exc.errno == ENOBUFS:
-                    return 0
-                self.srv.loop.call_exception_handler({
-                    'message': 'Events server: UDP send error',
-                    'exception': exc,
-                })
-            self.queue.popleft()
-        self.srv.core.modify(self, EVP_READ)
-        return 0
-
-    def _stop(self):
-        self.srv.core.unregister(self)
-
-    def __repr__(self):
-        return f'<evioloop UdpOwner fd={self.fd}>'
-
-
-def start_native_udp(ServerCore srv, sock, int addr_index):
-    cdef UdpOwner u = UdpOwner()
-    u.srv = srv
-    u.sock = sock
-    u.fd = sock.fileno()
-    u.addr_index = addr_index
-    u.local_addr = sock.getsockname()
-    srv.core.register(u, EVP_READ)
-    return u
-
-
-def portable_datagram(ServerCore srv, transport, int addr_index, data, addr):
-    """A datagram the host loop's transport received (portable mode)."""
-    cdef UdpConn c = UdpConn.__new__(UdpConn)
-    c.srv = srv
-    c.transport = transport
-    c.addr_index = addr_index
-    c._local_addr = transport.get_extra_info('sockname')
-    c.remote_addr = addr
-    deliver_datagram(srv, c, data)

@@ -8,7 +8,7 @@ differ).
 """
 import asyncio
 
-from . import _conn
+from . import _conn, _udp
 
 __all__ = ['start']
 
@@ -55,7 +55,7 @@ class DatagramAdapter(asyncio.DatagramProtocol):
         self._transport = transport
 
     def datagram_received(self, data, addr):
-        _conn.portable_datagram(self._srv, self._transport, self._index, data, addr)
+        _udp.portable_datagram(self._srv, self._transport, self._index, data, addr)
 
     def error_received(self, exc):
         # an ICMP error on the socket: not fatal, as in native mode

@@ -14,7 +14,7 @@ import os
 import threading
 
 from .. import _core
-from . import _conn, portable
+from . import _conn, _server, _udp, portable
 from .addrs import open_listeners, close_listeners
 from .api import Action, LoadBalance
 
@@ -77,7 +77,7 @@ class Server:
         self._native = native
         self.addrs = [a.bound for a in listeners]
         self.num_loops = num_loops
-        self._core = _conn.ServerCore(loop, events, self, native)
+        self._core = _server.ServerCore(loop, events, self, native)
         self._owners = []           # native: listener owners; portable: servers, transports
         self._state = 'new'         # new, serving, stopping, closed
         self._closed = loop.create_future()
@@ -140,7 +140,7 @@ class Server:
         if self._native:
             for i, a in enumerate(self._listeners):
                 if a.is_udp:
-                    self._owners.append(_conn.start_native_udp(self._core, a.sock, i))
+                    self._owners.append(_udp.start_native_udp(self._core, a.sock, i))
                 else:
                     self._owners.append(
                         _conn.start_native_listener(self._core, a.sock, i, 1024))

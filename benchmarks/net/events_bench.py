@@ -122,7 +122,7 @@ def print_tables(cells, results, out):
         if not kcells:
             continue
         w(f'\n== {TITLE[mode]} ==\n')
-        w(f'{"size":>6} {"conns":>5}  {"server":<26}{"req/s":>9} {"spr%":>4} {"vs uv":>5}'
+        w(f'{"size":>6} {"conns":>5}  {"server":<33}{"req/s":>9} {"spr%":>4} {"vs uv":>5}'
           f' {"vs C":>5} {"srv us/req":>10} {"spr%":>4} {"vs uv":>5} {"vs C":>5}'
           f' {"srv%":>4} {"cli%":>4} {"cli us/req":>10} {"sirq":>5} {"other":>5}\n')
         for cell in kcells:
@@ -139,7 +139,7 @@ def print_tables(cells, results, out):
                 sm = summarize(runs)
                 if sm is None:
                     err = next((r['error'] for r in runs if 'error' in r), '?')
-                    w(f'{head}  {row_label(s):<26}FAILED: {" ".join(err.split())[:300]}\n')
+                    w(f'{head}  {row_label(s):<33}FAILED: {" ".join(err.split())[:300]}\n')
                     continue
                 nan = float('nan')
                 r_rps = paired(runs, base, 'rps') if s != cell.base else nan
@@ -147,7 +147,7 @@ def print_tables(cells, results, out):
                 c_rps = paired(runs, cref, 'rps') if s != CREF else nan
                 c_us = paired(runs, cref, 'srv_us') if s != CREF else nan
                 nfail = len(runs) - sm['n']
-                w(f'{head}  {row_label(s):<26}{fmt_int(sm["rps"]):>9}'
+                w(f'{head}  {row_label(s):<33}{fmt_int(sm["rps"]):>9}'
                   f' {fmt(sm["spread"], ".0f"):>4} {fmt(r_rps, ".2f"):>5} {fmt(c_rps, ".2f"):>5}'
                   f' {fmt(sm["srv_us"], ".2f"):>10} {fmt(sm["us_spread"], ".0f"):>4}'
                   f' {fmt(r_us, ".2f"):>5} {fmt(c_us, ".2f"):>5}'

@@ -228,7 +228,7 @@ def print_tables(cells, servers, results, opts, out):
 
 def print_summary(cells, servers, results, opts, out):
     w = out.write
-    if 'evioloop' in servers and 'uvloop' in servers:
+    if cells and 'evioloop' in servers and 'uvloop' in servers:
         w('\n== evioloop / uvloop, per cell (medians) ==\n')
         w('Paired: each ratio is taken between the two runs of the same round (they ran\n'
           'seconds apart), and the median over rounds is shown; [per-round CPU/req ratios].\n')

@@ -331,12 +331,13 @@ def print_tables(cells, results, out):
       'uvloop,\n"vs rds": against redis-server'
       + (f' {ver}' if ver else ' (not on PATH: no such row)')
       + ' (paired per round); srv% and cli% over\nredis-benchmark\'s whole run; srv us/req '
-      'and cli us/req: CPU per request.\n')
+      'and cli us/req: CPU per request;\nother: cores busy with anything else '
+      '(other agents, this script).\n')
     for cell in rc:
         w(f'\n== Redis: redis-benchmark -c {CLIENTS} -t {TESTS} -P {cell.pipeline} ==\n')
         w(f'{"server":<33}' + ''.join(f'{SHORT.get(t, t):>8}' for t in RESULTS)
           + f' {"all req/s":>9} {"spr%":>4} {"vs uv":>5} {"vs rds":>6} {"srv us/req":>10}'
-          f' {"spr%":>4} {"vs uv":>5} {"srv%":>4} {"cli%":>4} {"cli us/req":>10}\n')
+          f' {"spr%":>4} {"vs uv":>5} {"srv%":>4} {"cli%":>4} {"cli us/req":>10} {"other":>5}\n')
         base = results.get((cell.id, cell.base), [])
         real = results.get((cell.id, REAL), [])
         loops = [s.partition(':')[0] for c, s in results if c == cell.id and ':' in s]
@@ -363,7 +364,7 @@ def print_tables(cells, results, out):
               f' {fmt(r_rps, ".2f"):>5} {fmt(q_rps, ".2f"):>6} {fmt(sm["srv_us"], ".2f"):>10}'
               f' {fmt(sm["us_spread"], ".0f"):>4} {fmt(r_us, ".2f"):>5}'
               f' {fmt(sm["srv_pct"], ".0f"):>4} {fmt(sm["cli_pct"], ".0f"):>4}'
-              f' {fmt(sm["cli_us"], ".2f"):>10}'
+              f' {fmt(sm["cli_us"], ".2f"):>10} {fmt(sm["other"], ".2f"):>5}'
               + (f'  ({nfail} of {len(runs)} runs failed)' if nfail else '') + '\n')
             if sm['cli_pct'] >= CLIENT_BOUND:
                 bound.append((s, sm['cli_pct']))

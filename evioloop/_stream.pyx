@@ -30,12 +30,11 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
 from evioloop._sockutil cimport (
-    EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, evs_send, evs_recv,
-    evs_sendv, evs_nodelay, os_error, peer_address)
+    EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, evs_recv, evs_nodelay,
+    os_error, peer_address)
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
 import inspect
-import os
 import socket
 import warnings
 from asyncio import base_events as _base_events

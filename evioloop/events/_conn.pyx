@@ -63,6 +63,8 @@ cdef int TCP_KEEPIDLE = getattr(socket, 'TCP_KEEPIDLE', getattr(socket, 'TCP_KEE
 cdef int TCP_KEEPINTVL = getattr(socket, 'TCP_KEEPINTVL', -1)
 cdef int TCP_KEEPCNT = getattr(socket, 'TCP_KEEPCNT', -1)
 
+cdef double COMPLETION_POLL = 0.005     # seconds; see _poll_completions
+
 
 cdef class Conn(FdOwner):
     """One connection of an Events server (evio's Conn); see docs/events.md."""
@@ -148,8 +150,7 @@ cdef class Conn(FdOwner):
         cdef int fd = self.fd
         if self.family == AF_INET or self.family == AF_INET6:
             if o.tcp_nodelay:
-                if self.transport is None:      # the host loop already set it
-                    evs_nodelay(fd)
+                evs_nodelay(fd)
             else:
                 self.setopt(IPPROTO_TCP, TCP_NODELAY, 0)
             if o.tcp_keepalive is not None:
@@ -159,12 +160,11 @@ cdef class Conn(FdOwner):
                     self.setopt(IPPROTO_TCP, TCP_KEEPINTVL, <int>o.tcp_keepalive_interval)
                 if o.tcp_keepalive_count is not None and TCP_KEEPCNT >= 0:
                     self.setopt(IPPROTO_TCP, TCP_KEEPCNT, o.tcp_keepalive_count)
-        if opts is None:
-            return 0
-        self.reuse = o.reuse_input_buffer
-        self.high = o.write_buffer_high
-        self.low = o.write_buffer_low
-        self.max_inbound = o.max_inbound
+        if opts is not None:
+            self.reuse = o.reuse_input_buffer
+            self.high = o.write_buffer_high
+            self.low = o.write_buffer_low
+            self.max_inbound = o.max_inbound
         if self.transport is not None:
             self.transport.set_write_buffer_limits(self.high, self.low)
         return 0
@@ -231,19 +231,21 @@ cdef class Conn(FdOwner):
         cdef Py_ssize_t buffered
         if self.state >= CLOSED:
             return 0
-        buffered = self.output_size()
-        if buffered > self.high:
-            self.water_paused = True
-        elif buffered <= self.low:
-            self.water_paused = False
-        reading = self.state == OPEN and not self.user_paused and not self.water_paused
+        reading = self.state == OPEN and not self.user_paused
         if self.transport is not None:
+            # the host transport's pause_writing/resume_writing set water_paused
+            reading = reading and not self.water_paused
             if reading and not self.transport.is_reading():
                 self.transport.resume_reading()
             elif not reading and self.transport.is_reading():
                 self.transport.pause_reading()
             return 0
-        if reading:
+        buffered = self.outq.size
+        if buffered > self.high:
+            self.water_paused = True
+        elif buffered <= self.low:
+            self.water_paused = False
+        if reading and not self.water_paused:
             mask |= EVP_READ
         if self.outq.size:
             mask |= EVP_WRITE
@@ -300,7 +302,7 @@ cdef class Conn(FdOwner):
                 self.io_error = BufferError(
                     f'{left} bytes of unconsumed input exceed max_inbound '
                     f'({self.max_inbound})')
-        elif not keep or not self.reader_used:
+        else:
             self.tail = None
             self.tail_pos = 0
         self.cur_in = None
@@ -366,6 +368,9 @@ cdef class Conn(FdOwner):
             if type(out) is not bytes:
                 out = bytes(out)
             if out:
+                if self.srv.cb_pre_write is not None:
+                    self.srv.call_pre_write()
+                self.written += len(out)
                 self.transport.write(out)
             return 0
         if type(out) is bytes:
@@ -409,11 +414,29 @@ cdef class Conn(FdOwner):
             return 0
         return self.lose(exc)
 
+    cdef uint64_t sent_total(self):
+        if self.transport is not None:
+            return self.written - self.transport.get_write_buffer_size()
+        return self.sent
+
     cdef int run_completions(self) except -1:
-        while self.completions and self.completions[0][0] <= self.sent:
+        cdef uint64_t sent = self.sent_total()
+        while self.completions and self.completions[0][0] <= sent:
             _, callback = self.completions.popleft()
             self.srv.loop.call_soon(self.completed, callback, None)
         return 0
+
+    def _poll_completions(self):
+        # portable mode: the host transport tells nobody when its buffer
+        # drains, so pending completions are checked every few milliseconds
+        if self.state >= CLOSED or not self.completions:
+            return
+        if not self.transport.is_closing():
+            # a transport that met an error may have dropped its buffer
+            # already: its connection_lost decides then
+            self.run_completions()
+        if self.completions:
+            self.srv.loop.call_later(COMPLETION_POLL, self._poll_completions)
 
     def completed(self, callback, err):
         try:
@@ -597,13 +620,15 @@ cdef class Conn(FdOwner):
             return
         if self.state >= CLOSED:
             pass                    # fail_completions has nothing for this one
-        elif self.transport is not None or self.sent >= self.written:
+        elif self.sent_total() >= self.written:
             self.completed(callback, None)
             return
         else:
             if self.completions is None:
                 self.completions = collections.deque()
             self.completions.append((self.written, callback))
+            if self.transport is not None and len(self.completions) == 1:
+                self.srv.loop.call_later(COMPLETION_POLL, self._poll_completions)
             return
         self.completed(callback, ConnectionError('the connection was lost'))
 
@@ -717,11 +742,19 @@ cdef class Conn(FdOwner):
                 pass        # exported further; it shows these same bytes
 
     def _eof(self):
-        self.state = CLOSING    # the transport closes after its output
+        if self.state == DETACHING:
+            return True         # keep the socket for detached()
+        if self.state == OPEN:
+            self.state = CLOSING    # the transport closes after its output
         return False
 
     def _lost(self, exc):
         self.srv.live_transports -= 1
+        while exc is None and self.completions:
+            # closed by the transport itself without an error (after our
+            # CLOSE or an EOF): it wrote its whole buffer first
+            _, callback = self.completions.popleft()
+            self.srv.loop.call_soon(self.completed, callback, None)
         if self.state < CLOSED:
             if self.state == DETACHING:
                 self.state = OPEN       # lost before it drained: a plain close
@@ -734,10 +767,16 @@ cdef class Conn(FdOwner):
     def _water(self, bint paused):
         if self.state == DETACHING:
             if not paused:
-                self.finish_detach()
+                # not from inside the transport's write step: aborting there
+                # makes the stock transport report its loss twice
+                self.srv.loop.call_soon(self._detach_drained)
             return
         self.water_paused = paused
         self.update_interest()
+
+    def _detach_drained(self):
+        if self.state == DETACHING:
+            self.finish_detach()
 
     def __repr__(self):
         state = ('open', 'closing', 'detaching', 'closed', 'detached')[self.state]

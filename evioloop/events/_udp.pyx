@@ -105,12 +105,12 @@ cdef class UdpOwner(FdOwner):
         cdef CoreLoop core = self.srv.core
         cdef UdpConn c
         cdef ssize_t n
-        cdef int i, err
+        cdef int _, err
         if mask & EVP_WRITE and self.queue:
             self.flush_queue()
         if not mask & EVP_READ:
             return 0
-        for i in range(UDP_BATCH):
+        for _ in range(UDP_BATCH):
             c = UdpConn.__new__(UdpConn)
             n = evs_recvfrom(self.fd, core.packet, core.packet_size, &c.ss, &c.sslen)
             if n < 0:

@@ -167,21 +167,29 @@ class Harness:
 
     async def listen(self, events, *addrs, **kw):
         """evioloop.listen() with this mode's addresses."""
-        server = await evioloop.listen(events, *[self.addr(a) for a in addrs], **kw)
-        self.check_mode(server, portable=kw.get('portable', False))
+        addrs = [self.addr(a) for a in addrs]
+        server = await evioloop.listen(events, *addrs, **kw)
+        try:
+            self.check_mode(server, addrs, kw.get('portable', False))
+        except BaseException:
+            server.stop()
+            await asyncio.wait_for(server.wait_closed(), 10)
+            raise
         return server
 
-    def check_mode(self, server, portable=False):
+    def check_mode(self, server, addrs=(), portable=False):
         """The server runs the way this mode says (where the Server tells)."""
         native = getattr(server, 'native', None)   # not in the contract: checked if there
-        if native is not None:
-            assert native == (self.mode == 'native' and not portable), (self.mode, server)
+        if native is None:
+            return
+        portable = portable or any('-net://' in a for a in addrs)
+        want = self.mode == 'native' and not portable
+        assert native == want, (self.mode, server)
 
     @contextlib.asynccontextmanager
     async def serve(self, events, *addrs, **kw):
         """listen() in this mode; on exit stop the server and wait (bounded)."""
-        server = await evioloop.listen(events, *[self.addr(a) for a in addrs], **kw)
-        self.check_mode(server, portable=kw.get('portable', False))
+        server = await self.listen(events, *addrs, **kw)
         try:
             yield server
         finally:

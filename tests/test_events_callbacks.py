@@ -446,3 +446,49 @@ def test_failing_secondary_callbacks_are_reported_and_ignored(h, which):
     h.run(main())
     assert h.errors
     assert all(isinstance(c.get('exception'), Boom) for c in h.errors), h.errors
+
+
+@pytest.mark.parametrize('which', ['closed', 'detached'])
+def test_wrong_type_from_closed_or_detached_is_reported(h, which):
+    def data(conn, in_):
+        return Action.DETACH if in_ == b'x' else in_
+
+    def detached(conn, sock):
+        sock.close()
+        return 'not an action' if which == 'detached' else None
+
+    def closed(conn, err):
+        if which == 'closed':
+            return b'not an action'
+
+    async def main():
+        h.expect_errors = True
+        events = Events(data=data if which == 'detached' else echo, detached=detached,
+                        closed=closed)
+        # closed: 'x' is echoed, then the client closes; detached: 'x' detaches
+        async with h.serve(events, 'tcp://127.0.0.1:0') as server:
+            a = await h.connect(server)
+            await a.send(b'x')
+            if which == 'closed':
+                assert await a.recv_exactly(1) == b'x'
+                a.close()
+            else:
+                await a.expect_eof()
+            await until(lambda: h.errors, what='the report')
+            b = await h.connect(server)
+            await b.send(b'y')
+            assert await b.recv_exactly(1) == b'y'
+            assert server.is_serving()
+    h.run(main())
+    want = 2 if which == 'closed' else 1     # closed: a's, then b's at the shutdown
+    assert [type(c.get('exception')) for c in h.errors] == [TypeError] * want, h.errors
+
+
+def test_what_pre_write_and_shutdown_return_is_ignored(h):
+    async def main():
+        events = Events(data=echo, pre_write=lambda: 'whatever', shutdown=lambda s: 42)
+        async with h.serve(events, 'tcp://127.0.0.1:0') as server:
+            c = await h.connect(server)
+            await c.send(b'ok')
+            assert await c.recv_exactly(2) == b'ok'
+    h.run(main())

@@ -152,6 +152,28 @@ def test_pause_and_resume_reading(h):
     assert calls == [b'pause', ('reading', False), b'more']
 
 
+def test_pause_reading_in_opened(h):
+    calls = []
+    conns = []
+
+    def opened(conn):
+        conns.append(conn)
+        conn.pause_reading()
+
+    async def main():
+        events = Events(opened=opened, data=lambda c, i: calls.append(bytes(i)) or i)
+        async with h.serve(events, 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv)
+            await c.send(b'early')
+            await asyncio.sleep(0.3)
+            assert calls == []
+            assert not conns[0].is_reading()
+            conns[0].resume_reading()
+            assert await c.recv_exactly(5) == b'early'
+    h.run(main())
+    assert calls == [b'early']
+
+
 def test_close_from_another_thread(h):
     closed = []
     conns = []
@@ -375,3 +397,31 @@ def test_write_threadsafe_callback_gets_error_when_lost(h):
     h.run(main())
     assert len(results) == 1
     assert isinstance(results[0], BaseException), results
+
+
+def test_write_threadsafe_after_close(h):
+    conns = []
+    closed = []
+    results = []
+    raised = []
+
+    def late_write(conn):
+        try:
+            conn.write_threadsafe(b'too late', lambda c, err: results.append(err))
+        except Exception as exc:      # refusing at once is as good as a callback error
+            raised.append(exc)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        events = Events(opened=conns.append, closed=lambda c, e: closed.append(e))
+        async with h.serve(events, 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv)
+            await until(lambda: conns)
+            c.close()
+            await until(lambda: closed)
+            await loop.run_in_executor(None, late_write, conns[0])
+            await until(lambda: results or raised, what='the callback or an error')
+            await spin(0.05)
+    h.run(main())
+    if results:
+        assert len(results) == 1 and isinstance(results[0], BaseException), results

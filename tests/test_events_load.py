@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from evioloop import Action, Events
+from evioloop import Action, Events, Options
 from events_helpers import MODES, ConnLog, dup_sock, harness, open_fds, spin, target_of, until
 
 
@@ -44,13 +44,17 @@ def reply(k):
     return struct.pack('>Q', k) + _FILL
 
 
-def test_backpressure_with_a_client_that_never_reads(h):
+@pytest.mark.parametrize('high', [None, 256 << 10], ids=['default', 'high=256KiB'])
+def test_backpressure_with_a_client_that_never_reads(h, high):
     st = {'calls': 0, 'received': 0, 'max_buffered': 0, 'conn': None}
+    limit = (HIGH if high is None else high) + REPLY
 
     def opened(conn):
         st['conn'] = conn
         with dup_sock(conn) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+        if high is not None:
+            return Options(write_buffer_high=high, write_buffer_low=high // 4)
 
     def data(conn, in_):
         st['max_buffered'] = max(st['max_buffered'], conn.output_buffered)
@@ -95,7 +99,7 @@ def test_backpressure_with_a_client_that_never_reads(h):
                 await asyncio.sleep(0.5)
                 assert st['calls'] == calls, 'data calls went on with the output full'
                 assert st['received'] < sent
-                assert st['max_buffered'] <= HIGH + REPLY, st
+                assert st['max_buffered'] <= limit, st
                 # now read everything
                 got = bytearray()
                 while st['received'] < sent or len(got) < st['calls'] * REPLY:
@@ -107,7 +111,7 @@ def test_backpressure_with_a_client_that_never_reads(h):
                 for k in range(st['calls']):
                     want.update(reply(k))
                 assert hashlib.sha256(got).hexdigest() == want.hexdigest()
-                assert st['max_buffered'] <= HIGH + REPLY, st
+                assert st['max_buffered'] <= limit, st
         finally:
             stop.set()
             await sampler

@@ -360,3 +360,122 @@ def test_portable_keyword_on_evioloop(native):
             await c.send(b'portable')
             assert await c.recv_exactly(8) == b'portable'
     native.run(main())
+
+
+def test_public_names():
+    import evioloop.events as ev
+    for name in ('Events', 'Action', 'Options', 'InputStream', 'LoadBalance',
+                 'listen', 'serve', 'serve_async'):
+        assert getattr(evioloop, name) is getattr(ev, name), name
+    assert {a.name for a in Action} >= {'NONE', 'CLOSE', 'DETACH', 'SHUTDOWN'}
+    assert {lb.name for lb in LoadBalance} == {'RANDOM', 'ROUND_ROBIN', 'LEAST_CONNECTIONS'}
+
+
+def test_events_keywords_are_checked():
+    with pytest.raises(TypeError):
+        Events(dta=echo)
+    with pytest.raises(TypeError):
+        Events(data=b'not callable')
+
+
+def test_every_callback_runs_on_the_loop_thread(h):
+    """Even when wake, close and write_threadsafe come from other threads."""
+    seen = []
+    conns = []
+
+    class E(Events):
+        def _note(self, what):
+            seen.append((what, threading.get_ident()))
+
+        def serving(self, server):
+            self._note('serving')
+
+        def opened(self, conn):
+            self._note('opened')
+            conns.append(conn)
+
+        def data(self, conn, in_):
+            self._note('data')
+            if in_ == b'detach':
+                return Action.DETACH
+
+        def closed(self, conn, err):
+            self._note('closed')
+
+        def detached(self, conn, sock):
+            self._note('detached')
+            sock.close()
+
+        def pre_write(self):
+            self._note('pre_write')
+
+        def tick(self):
+            self._note('tick')
+            return 0.01
+
+        def shutdown(self, server):
+            self._note('shutdown')
+
+    def from_thread(conn):
+        conn.wake()
+        conn.write_threadsafe(b'w', lambda c, e: seen.append(('done', threading.get_ident())))
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with h.serve(E(), 'tcp://127.0.0.1:0') as server:
+            a = await h.connect(server)
+            b = await h.connect(server)
+            await until(lambda: len(conns) == 2)
+            await loop.run_in_executor(None, from_thread, conns[0])
+            assert await a.recv_exactly(1) == b'w'
+            await loop.run_in_executor(None, conns[0].close)
+            await a.expect_eof()
+            await b.send(b'detach')
+            await b.expect_eof()
+            await until(lambda: ('tick', threading.get_ident()) in seen)
+        return threading.get_ident()
+
+    me = h.run(main())
+    names = {w for w, _ in seen}
+    assert names >= {'serving', 'opened', 'data', 'closed', 'detached', 'pre_write', 'tick',
+                     'shutdown', 'done'}, names
+    assert {t for _, t in seen} == {me}
+
+
+def test_two_servers_on_one_loop(h):
+    """Two servers side by side; stopping one leaves the other serving."""
+    async def main():
+        a = await h.listen(Events(data=lambda c, i: b'A' + i), 'tcp://127.0.0.1:0')
+        b = await h.listen(Events(data=lambda c, i: b'B' + i), 'tcp://127.0.0.1:0')
+        try:
+            ca = await h.connect(a)
+            cb = await h.connect(b)
+            await ca.send(b'1')
+            await cb.send(b'2')
+            assert await ca.recv_exactly(2) == b'A1'
+            assert await cb.recv_exactly(2) == b'B2'
+            a.stop()
+            await asyncio.wait_for(a.wait_closed(), 10)
+            await ca.expect_eof()
+            await cb.send(b'3')
+            assert await cb.recv_exactly(2) == b'B3'
+            assert b.is_serving() and not a.is_serving()
+        finally:
+            for s in (a, b):
+                s.stop()
+                await asyncio.wait_for(s.wait_closed(), 10)
+    h.run(main())
+
+
+def test_native_and_portable_side_by_side_on_evioloop(native):
+    async def main():
+        async with native.serve(Events(data=lambda c, i: b'n' + i), 'tcp://127.0.0.1:0') as n, \
+                native.serve(Events(data=lambda c, i: b'p' + i), 'tcp-net://127.0.0.1:0') as p:
+            cn = await native.connect(n)
+            cp = await native.connect(p)
+            for i in range(20):
+                await cn.send(b'%d' % (i % 10))
+                await cp.send(b'%d' % (i % 10))
+                assert await cn.recv_exactly(2) == b'n%d' % (i % 10)
+                assert await cp.recv_exactly(2) == b'p%d' % (i % 10)
+    native.run(main())

@@ -409,3 +409,18 @@ def test_stop_twice_and_after_closed(h):
         await asyncio.wait_for(server.wait_closed(), 1)
         assert not server.is_serving()
     h.run(main())
+
+
+def test_shutdown_from_opened(h):
+    log = []
+
+    async def main():
+        events = Events(opened=lambda c: (b'bye', None, Action.SHUTDOWN),
+                        closed=lambda c, e: log.append(('closed', e)),
+                        shutdown=lambda s: log.append('shutdown'))
+        server = await h.listen(events, 'tcp://127.0.0.1:0')
+        c = await h.connect(server)
+        await asyncio.wait_for(server.wait_closed(), 10)
+        assert await c.recv_until_eof() == b'bye'
+    h.run(main())
+    assert log == [('closed', None), 'shutdown']

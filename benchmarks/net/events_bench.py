@@ -174,7 +174,7 @@ def print_targets(cells, results, out):
       'The targets are the project\'s; they are shown next to the numbers, not checked.\n'
       'Per-round ratios in [ ]; with the spreads of this machine, one run of 3 rounds does\n'
       'not settle a difference of a few percent.\n')
-    w(f'{"cell":<18} {"CPU/req":>7} {"target":>7}  {"per round":<24} {"req/s":>6} {"target":>7}'
+    w(f'{"cell":<18} {"CPU/req":>7} {"target":>7}  {"per round":<30} {"req/s":>6} {"target":>7}'
       f'  per round\n')
     for cell in rows:
         e = results[(cell.id, 'evioloop:events-echo')]
@@ -184,7 +184,7 @@ def print_targets(cells, results, out):
         t_us = f'<= {t_us:g}' if t_us else '-'
         t_rps = f'>= {t_rps:g}' if t_rps else '-'
         w(f'{cell.id:<18} {fmt(median(us), ".3f"):>7} {t_us:>7}'
-          f'  {"[" + " ".join(f"{x:.2f}" for x in us) + "]":<24}'
+          f'  {"[" + " ".join(f"{x:.2f}" for x in us) + "]":<30}'
           f' {fmt(median(rps), ".3f"):>6} {t_rps:>7}'
           f'  [{" ".join(f"{x:.2f}" for x in rps)}]\n')
     reuse = [c for c in rows if (c.id, 'evioloop:events-echo-reuse') in results]

@@ -169,3 +169,34 @@ def test_empty_datagram(h):
             assert replies == [b'got 0', b'got 1']
     h.run(main())
     assert seen == [b'', b'z']
+
+
+def test_failing_udp_data_is_reported_and_the_listener_goes_on(h):
+    def data(conn, in_):
+        if in_ == b'boom':
+            raise ZeroDivisionError('udp')
+        if in_ == b'bad':
+            return 12345
+        if in_ == b'close':
+            return b'closing?', Action.CLOSE     # only SHUTDOWN applies to UDP
+        return in_
+
+    async def main():
+        h.expect_errors = True
+        async with h.serve(Events(data=data), 'udp://127.0.0.1:0') as server:
+            target = target_of(server.addrs[0])[1]
+            s = h.udp_client()
+            for msg in (b'boom', b'bad'):
+                s.sendto(msg, target)
+            s.sendto(b'close', target)
+            got, _ = await recv_dgram(s)
+            assert got == b'closing?'
+            s.sendto(b'still here', target)
+            got, _ = await recv_dgram(s)
+            assert got == b'still here'
+            assert server.is_serving()
+            assert isinstance(s.getsockname(), tuple)
+    h.run(main())
+    kinds = [type(c.get('exception')) for c in h.errors]
+    assert kinds == [ZeroDivisionError, TypeError], h.errors
+    assert all(c.get('conn') is not None for c in h.errors)

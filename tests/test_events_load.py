@@ -267,7 +267,7 @@ def _push_client(target, total, seed, result, deadline):
     result.update(counts, sent=sent.hexdigest(), got=got.hexdigest(), errors=errors)
 
 
-def test_big_push_through_the_echo(h):
+def test_big_push_1gib_native_64mib_portable(h):
     """1 GiB native, 64 MiB portable, sha256 both ways; random chunks, a slow reader."""
     total = NATIVE_PUSH if h.mode == 'native' else PORTABLE_PUSH
     seed = 20260601

@@ -10,6 +10,7 @@ in random splits, what a call that does not use the reader keeps; max_inbound;
 InputStream begin/end. Each test runs native, on the stock loop and on uvloop.
 """
 import asyncio
+import pickle
 import random
 import socket
 import struct
@@ -162,6 +163,36 @@ def test_kept_memoryview_refuses_access_and_slices_keep_their_bytes(h):
         with pytest.raises(ValueError):
             view[0]
     assert b''.join(bytes(s) for s in slices) == sent
+
+
+def test_an_export_kept_after_the_call_keeps_its_bytes(h):
+    """Like numpy.frombuffer: a buffer export of the view (pickle.PickleBuffer holds
+    one) outlives the call; it must go on showing the bytes of that call."""
+    kept = []
+
+    def data(conn, in_):
+        kept.append(pickle.PickleBuffer(in_))
+        return b'.'
+
+    async def main():
+        events = Events(opened=lambda c: Options(reuse_input_buffer=True), data=data)
+        async with h.serve(events, 'tcp://127.0.0.1:0') as server:
+            c = await h.connect(server)
+            sent = bytearray()
+            for i in range(20):
+                msg = bytes([97 + i]) * (3000 + 1013 * i)
+                sent += msg
+                n = len(kept)
+                await c.send(msg)
+                await until(lambda n=n: len(kept) > n)
+                await c.recv(1)
+            await until(lambda: sum(len(memoryview(k)) for k in kept) == len(sent))
+            return bytes(sent)
+
+    sent = h.run(main())
+    assert b''.join(bytes(memoryview(k)) for k in kept) == sent
+    for k in kept:
+        k.release()
 
 
 def test_returning_the_view_as_out(h):

@@ -479,3 +479,45 @@ def test_native_and_portable_side_by_side_on_evioloop(native):
                 assert await cn.recv_exactly(2) == b'n%d' % (i % 10)
                 assert await cp.recv_exactly(2) == b'p%d' % (i % 10)
     native.run(main())
+
+
+def test_serve_raises_what_stops_it_before_serving(native):
+    """serve() outside any loop: a bad address, a failing serving() raise from it."""
+    with pytest.raises(ValueError):
+        evioloop.serve(Events(), 'sctp://127.0.0.1:0')
+
+    def serving(server):
+        raise LookupError('no thanks')
+    native.expect_errors = True
+    with pytest.raises(LookupError):
+        evioloop.serve(Events(serving=serving), 'tcp://127.0.0.1:0')
+    assert asyncio.events._get_running_loop() is None
+
+
+def test_beside_an_asyncio_server_on_the_same_loop(h):
+    class Upper(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            self.transport.write(data.upper())
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        plain = await loop.create_server(Upper, '127.0.0.1', 0)
+        cp = None
+        try:
+            async with h.serve(Events(data=echo), 'tcp://127.0.0.1:0') as server:
+                ce = await h.connect(server)
+                cp = await h.connect(plain.sockets[0].getsockname())
+                for i in range(10):
+                    await ce.send(b'abc%d' % i)
+                    await cp.send(b'abc%d' % i)
+                    assert await ce.recv_exactly(4) == b'abc%d' % i
+                    assert await cp.recv_exactly(4) == b'ABC%d' % i
+        finally:
+            if cp is not None:
+                cp.close()      # 3.12's wait_closed waits for the server's connections
+            plain.close()
+            await plain.wait_closed()
+    h.run(main())

@@ -425,3 +425,45 @@ def test_write_threadsafe_after_close(h):
     h.run(main())
     if results:
         assert len(results) == 1 and isinstance(results[0], BaseException), results
+
+
+def test_write_threadsafe_then_close_from_the_same_thread(h):
+    """What a thread queued before its close() goes out before the EOF."""
+    conns = []
+    closed = []
+    chunks = [fill_pattern(300_000, seed=i) for i in range(5)]
+
+    def worker(conn):
+        for chunk in chunks:
+            conn.write_threadsafe(chunk)
+        conn.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        events = Events(opened=conns.append, closed=lambda c, e: closed.append(e))
+        async with h.serve(events, 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv, rcvbuf=16384)
+            await until(lambda: conns)
+            await loop.run_in_executor(None, worker, conns[0])
+            got = await c.recv_until_eof(chunk=1 << 16, delay=0.001)
+            assert sha(got) == sha(b''.join(chunks))
+            await until(lambda: closed)
+    h.run(main())
+    assert closed == [None]
+
+
+def test_write_from_the_loop_outside_callbacks(h):
+    """write() and close() from a task on the loop thread, not inside a callback."""
+    conns = []
+    big = fill_pattern(3 << 20, seed=4)
+
+    async def main():
+        async with h.serve(Events(opened=conns.append), 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv, rcvbuf=16384)
+            await until(lambda: conns)
+            conns[0].write(big)
+            conns[0].writelines([b'-', b'end'])
+            conns[0].close()
+            got = await c.recv_until_eof(chunk=1 << 16)
+            assert sha(got) == sha(big + b'-end')
+    h.run(main())

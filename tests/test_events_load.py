@@ -7,8 +7,10 @@ the client reads everything, every byte in order; a shutdown with 1,000
 connections open (each closed exactly once, every fd back); the big push:
 an echo with random chunk sizes and a slow reader, sha256 both ways
 (1 GiB in native mode, 64 MiB in the portable modes; EVIOLOOP_TEST_EVENTS_PUSH
-overrides the native size). Each test runs native, on the stock loop and on
-uvloop.
+overrides the native size); robustness: a paused conn whose peer goes away
+does not make the loop spin, and (native) EMFILE on accept is reported and
+recovered from without spinning. Each test runs native, on the stock loop and
+on uvloop unless it says otherwise.
 """
 import asyncio
 import hashlib
@@ -29,6 +31,11 @@ from events_helpers import MODES, ConnLog, dup_sock, harness, open_fds, spin, ta
 @pytest.fixture(params=MODES)
 def h(request):
     yield from harness(request.param)
+
+
+@pytest.fixture
+def native():
+    yield from harness('native')
 
 NATIVE_PUSH = int(os.environ.get('EVIOLOOP_TEST_EVENTS_PUSH', 1 << 30))
 PORTABLE_PUSH = 64 << 20
@@ -297,3 +304,84 @@ def test_big_push_1gib_native_64mib_portable(h):
     assert result['sent'] == st['hash'].hexdigest()
     assert result['got'] == result['sent']
     assert st['closed'] == [None]
+
+
+# -- robustness -----------------------------------------------------------------
+def _cpu_share(seconds):
+    """(coroutine) the share of one CPU this process used while sleeping `seconds`."""
+    async def measure():
+        t0, w0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        return (time.process_time() - t0) / (time.monotonic() - w0)
+    return measure()
+
+
+@pytest.mark.parametrize('how', ['close', 'reset'])
+def test_peer_gone_while_paused_does_not_spin(h, how):
+    """A paused conn whose peer closes or resets: no busy loop; closed once, after all."""
+    closed = []
+    conns = []
+
+    def data(conn, in_):
+        conns.append(conn)
+        conn.pause_reading()
+
+    async def main():
+        events = Events(data=data, closed=lambda c, e: closed.append(e))
+        async with h.serve(events, 'tcp://127.0.0.1:0') as server:
+            c = await h.connect(server)
+            await c.send(b'p')
+            await until(lambda: conns)
+            getattr(c, how)()
+            await asyncio.sleep(0.1)
+            share = await _cpu_share(0.5)
+            assert share < 0.5, f'the loop spins: {share:.0%} of a CPU while idle'
+            conns[0].resume_reading()
+            await until(lambda: closed, what='closed')
+            await spin(0.05)
+    h.run(main())
+    assert len(closed) == 1
+    if how == 'close':
+        assert closed == [None]
+    else:
+        assert isinstance(closed[0], OSError), closed
+
+
+def test_accept_out_of_fds_recovers(native):
+    """EMFILE on accept (native): reported, no busy loop, and accepting resumes
+    once fds are free again. (The host loops of the portable modes have their
+    own ways: the stock loop logs each attempt, libuv sheds the connections.)"""
+    opened = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        native.expect_errors = True
+        events = Events(opened=opened.append, data=lambda c, i: i)
+        async with native.serve(events, 'tcp://127.0.0.1:0') as server:
+            target = target_of(server.addrs[0])[1]
+            socks = [native.adopt(socket.socket()) for _ in range(20)]
+            for s in socks:
+                s.setblocking(False)
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            top = max(open_fds())
+            fillers = []
+            try:
+                while not fillers or fillers[-1] < top:   # fill the holes below the top
+                    fillers.append(os.open('/dev/null', os.O_RDONLY))
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fillers[-1] + 4, hard))
+                for s in socks:
+                    s.connect_ex(target)
+                share = await _cpu_share(0.5)
+                some = len(opened)
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+                for fd in fillers:
+                    os.close(fd)
+            assert share < 0.5, f'the loop spins on EMFILE: {share:.0%} of a CPU'
+            assert some < 20
+            await until(lambda: len(opened) == 20, what='every connection accepted')
+            for s in socks:
+                await loop.sock_sendall(s, b'ok')
+                assert await asyncio.wait_for(loop.sock_recv(s, 2), 10) == b'ok'
+    native.run(main())
+    assert native.errors, 'EMFILE was not reported'

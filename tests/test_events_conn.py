@@ -14,6 +14,7 @@ Each test runs native, on the stock loop and on uvloop.
 import asyncio
 import socket
 import threading
+import time
 
 import pytest
 
@@ -467,3 +468,89 @@ def test_write_from_the_loop_outside_callbacks(h):
             got = await c.recv_until_eof(chunk=1 << 16)
             assert sha(got) == sha(big + b'-end')
     h.run(main())
+
+
+def test_wakes_racing_a_close(h):
+    """Threads wake a conn over and over while it closes: no data call after closed."""
+    log = []
+    conns = []
+    stop = threading.Event()
+
+    def data(conn, in_):
+        log.append('wake' if in_ is None else 'data')
+
+    def waker(conn):
+        while not stop.is_set():
+            conn.wake()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        events = Events(opened=conns.append, data=data, closed=lambda c, e: log.append('closed'))
+        async with h.serve(events, 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv)
+            await until(lambda: conns)
+            threads = [h.thread(waker, conns[0]) for _ in range(4)]
+            await until(lambda: log.count('wake') > 20, what='some wakes')
+            c.close()
+            await until(lambda: 'closed' in log, what='closed')
+            await spin(0.1)
+            stop.set()
+            for t in threads:
+                await loop.run_in_executor(None, t.join, 10)
+            await spin(0.05)
+    h.run(main())
+    assert log.count('closed') == 1
+    assert log[-1] == 'closed', log[-5:]
+
+
+def test_write_threadsafe_callbacks_once_each_when_the_peer_resets(h):
+    """Every accepted write_threadsafe gets its callback exactly once, lost or not."""
+    conns = []
+    accepted = []
+    results = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def opened(conn):
+        conns.append(conn)
+        with dup_sock(conn) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+
+    def writer(conn, t):
+        i = 0
+        while not stop.is_set() and i < 5000:
+            key = (t, i)
+            try:
+                conn.write_threadsafe(b'%d.%d;' % key * 1000,
+                                      lambda c, err, key=key: record(key, err))
+            except BufferError:
+                time.sleep(0.001)
+                continue
+            with lock:
+                accepted.append(key)
+            i += 1
+
+    def record(key, err):
+        results.setdefault(key, []).append(err)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with h.serve(Events(opened=opened), 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv, rcvbuf=8192)
+            await until(lambda: conns)
+            threads = [h.thread(writer, conns[0], t) for t in range(4)]
+            await c.recv_exactly(200_000, chunk=8192)
+            c.reset()
+            await asyncio.sleep(0.1)
+            stop.set()
+            for t in threads:
+                await loop.run_in_executor(None, t.join, 10)
+            await until(lambda: len(results) >= len(accepted), timeout=10,
+                        what='a callback for every accepted write')
+            await spin(0.1)
+    h.run(main(), timeout=60)
+    assert sorted(results) == sorted(accepted)
+    assert all(len(v) == 1 for v in results.values())
+    errs = [v[0] for v in results.values()]
+    assert any(e is None for e in errs)               # some went out before the reset
+    assert any(isinstance(e, BaseException) for e in errs)   # and some were lost

@@ -7,8 +7,9 @@ then shutdown(server), then serve_async returns); the last non-blocking write
 attempt at shutdown (a prefix of the pending output, never other bytes);
 other actions from closed ignored; a failing serving (raises, serves nobody);
 a failing shutdown hook; tick (first call at start, delays in seconds, as a
-timedelta or in a tuple, on the loop thread and never during another
-callback, SHUTDOWN, a failing or wrong-typed tick stops the ticks). Each test
+timedelta or in a tuple, no delay meaning the next iteration without
+starving I/O, on the loop thread and never during another callback,
+SHUTDOWN, a failing or wrong-typed tick stops the ticks). Each test
 runs native, on the stock loop and on uvloop (some also portable on evioloop).
 """
 import asyncio
@@ -424,3 +425,27 @@ def test_shutdown_from_opened(h):
         assert await c.recv_until_eof() == b'bye'
     h.run(main())
     assert log == [('closed', None), 'shutdown']
+
+
+@pytest.mark.parametrize('ret', [None, Action.NONE], ids=['None', 'Action.NONE'])
+def test_tick_without_a_delay_runs_every_iteration_and_starves_nobody(h, ret):
+    """No delay means 0, the next loop iteration; I/O goes on beside it."""
+    calls = []
+
+    def tick():
+        calls.append(1)
+        if len(calls) >= 100_000:
+            return Action.SHUTDOWN      # a bound, should the test itself hang
+        return ret
+
+    async def main():
+        async with h.serve(Events(tick=tick, data=echo), 'tcp://127.0.0.1:0') as server:
+            c = await h.connect(server)
+            for i in range(20):
+                await c.send(b'%02d' % i)
+                assert await c.recv_exactly(2) == b'%02d' % i
+            n = len(calls)
+            await asyncio.sleep(0.2)
+            assert len(calls) - n >= 10, len(calls) - n
+            assert server.is_serving()
+    h.run(main())

@@ -449,3 +449,23 @@ def test_tick_without_a_delay_runs_every_iteration_and_starves_nobody(h, ret):
             assert len(calls) - n >= 10, len(calls) - n
             assert server.is_serving()
     h.run(main())
+
+
+@pytest.mark.parametrize('action', [Action.CLOSE, Action.DETACH], ids=['CLOSE', 'DETACH'])
+def test_serving_and_tick_ignore_other_actions(h, action):
+    """serving, tick, closed and detached honour only SHUTDOWN, as in evio."""
+    ticks = []
+
+    def tick():
+        ticks.append(1)
+        return 0.01, action
+
+    async def main():
+        events = Events(serving=lambda s: action, tick=tick, data=echo)
+        async with h.serve(events, 'tcp://127.0.0.1:0') as server:
+            await until(lambda: len(ticks) >= 3, what='ticks going on')
+            c = await h.connect(server)
+            await c.send(b'on')
+            assert await c.recv_exactly(2) == b'on'
+            assert server.is_serving()
+    h.run(main())

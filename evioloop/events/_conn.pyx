@@ -90,6 +90,7 @@ cdef class Conn(FdOwner):
     cdef Py_ssize_t tail_pos
     cdef object cur_in
     cdef Py_ssize_t cur_pos, cur_len
+    cdef list held                  # portable: input that came while paused
 
     def __cinit__(self):
         self.high = DEFAULT_OPTIONS.write_buffer_high
@@ -235,9 +236,12 @@ cdef class Conn(FdOwner):
         if self.transport is not None:
             # the host transport's pause_writing/resume_writing set water_paused
             reading = reading and not self.water_paused
-            if reading and not self.transport.is_reading():
-                self.transport.resume_reading()
-            elif not reading and self.transport.is_reading():
+            if reading:
+                if not self.transport.is_reading():
+                    self.transport.resume_reading()
+                if self.held:
+                    self.srv.loop.call_soon(self._deliver_held)
+            elif self.transport.is_reading():
                 self.transport.pause_reading()
             return 0
         buffered = self.outq.size
@@ -373,12 +377,16 @@ cdef class Conn(FdOwner):
                 self.written += len(out)
                 self.transport.write(out)
             return 0
-        if type(out) is bytes:
+        if type(out) is not bytes:
+            try:
+                PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
+                have_view = True
+            except BufferError:
+                out = bytes(memoryview(out))    # strided: one contiguous copy
+        if not have_view:
             p = PyBytes_AS_STRING(out)
             n = PyBytes_GET_SIZE(out)
         else:
-            PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
-            have_view = True
             p = <const char *>view.buf
             n = view.len
         try:
@@ -729,6 +737,17 @@ cdef class Conn(FdOwner):
     def _feed(self, data):
         if self.state != OPEN:
             return
+        if self.user_paused or self.water_paused or self.held:
+            # a host loop may read once more after pause_reading (uvloop
+            # starts reading only after connection_made returns): keep it
+            # for resume_reading, in order; the transport is paused, so at
+            # most a read or two wait here
+            if self.held is None:
+                self.held = []
+            self.held.append(data)
+            if self.transport.is_reading():
+                self.transport.pause_reading()
+            return
         if not self.reuse:
             self.deliver(data)
             return
@@ -741,7 +760,22 @@ cdef class Conn(FdOwner):
             except BufferError:
                 pass        # exported further; it shows these same bytes
 
+    def _deliver_held(self):
+        while self.held and self.state == OPEN and not (self.user_paused or
+                                                        self.water_paused):
+            data = self.held.pop(0)
+            if not self.held:
+                self.held = None
+            if data is None:
+                self.begin_close(CLOSE)     # the EOF that came after them
+            else:
+                self._feed(data)
+
     def _eof(self):
+        if self.held:
+            # the EOF comes after what is held back
+            self.held.append(None)
+            return True
         if self.state == DETACHING:
             return True         # keep the socket for detached()
         if self.state == OPEN:

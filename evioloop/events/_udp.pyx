@@ -141,7 +141,11 @@ cdef class UdpOwner(FdOwner):
         cdef int err
         if self.queue:
             return self.enqueue(bytes(out), c.remote_addr)
-        PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
+        except BufferError:
+            out = bytes(memoryview(out))    # strided: one contiguous copy
+            PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
         n = evs_sendto(self.fd, <const char *>view.buf, view.len, &c.ss, c.sslen)
         err = errno
         PyBuffer_Release(&view)

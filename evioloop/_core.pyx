@@ -24,6 +24,7 @@ from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
 
+import inspect
 import os
 import sys
 import threading
@@ -55,6 +56,10 @@ cdef object _get_ident = threading.get_ident
 # larger timeouts), and compact the timer heap when cancelled timers are more
 # than half of it.
 cdef double MAXIMUM_SELECT_TIMEOUT = 24 * 3600
+# 3.13.3+ and 3.14: BaseEventLoop.create_task(coro, **kwargs)
+cdef bint STOCK_CREATE_TASK_TAKES_KWARGS = any(
+    p.kind == p.VAR_KEYWORD
+    for p in inspect.signature(_base_events.BaseEventLoop.create_task).parameters.values())
 cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = 100
 cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
 
@@ -908,6 +913,18 @@ cdef class CoreLoop:
 
     def create_task(self, coro, *, name=None, context=None, **kwargs):
         self.check_open()
+        if kwargs and not STOCK_CREATE_TASK_TAKES_KWARGS:
+            # keywords such as eager_start, which 3.13.3+ and 3.14 hand on to
+            # the task factory or the Task; on an earlier Python that the
+            # Task accepts them is enough (and if it does not, its TypeError
+            # is the answer)
+            if context is not None:
+                kwargs['context'] = context
+            if name is not None:
+                kwargs['name'] = name
+            if self._task_factory is not None:
+                return self._task_factory(self, coro, **kwargs)
+            return Task(coro, loop=self, **kwargs)
         if self._task_factory is not None or kwargs:
             # the stock path: factories, and keywords of newer Pythons
             # (3.10's create_task has no `context`, so pass it only when given)

@@ -1,6 +1,7 @@
 """run_forever / run_until_complete / stop / close, futures and tasks,
 task factories, async generators, and the run_until_complete done callback."""
 import asyncio
+import inspect
 import sys
 
 import pytest
@@ -237,6 +238,50 @@ def test_create_task_unknown_keyword(evloop, stockloop):
         finally:
             coro.close()
     assert outcomes[0] == outcomes[1]
+
+
+_TASK_TAKES_EAGER_START = 'eager_start' in inspect.signature(asyncio.Task).parameters
+
+
+def test_create_task_eager_start_wherever_the_task_takes_it(evloop):
+    # 3.13.3+ and 3.14 hand create_task's keywords on to the Task; evioloop
+    # does so on every Python whose Task knows the keyword (3.13.0's stock
+    # loop refuses it), and where the Task does not, its TypeError stands.
+    started = []
+
+    async def body():
+        started.append('ran')
+        return 'done'
+
+    async def main():
+        coro = body()
+        try:
+            task = evloop.create_task(coro, eager_start=True)
+        except TypeError:
+            coro.close()
+            return 'TypeError'
+        ran_before_return = list(started)
+        return ran_before_return, await task
+
+    outcome = evloop.run_until_complete(main())
+    if _TASK_TAKES_EAGER_START:
+        assert outcome == (['ran'], 'done')
+    else:
+        assert outcome == 'TypeError'
+
+
+@pytest.mark.skipif(not _TASK_TAKES_EAGER_START, reason='Task has no eager_start before 3.12')
+def test_create_task_keywords_reach_the_task_factory(evloop):
+    seen = []
+
+    def factory(lp, coro, **kwargs):
+        seen.append(sorted(kwargs.items()))
+        return asyncio.Task(coro, loop=lp, **kwargs)
+
+    evloop.set_task_factory(factory)
+    t = evloop.create_task(_value(3), name='n', eager_start=False)
+    assert evloop.run_until_complete(t) == 3
+    assert seen == [[('eager_start', False), ('name', 'n')]]
 
 
 def _factory_scenario(loop):

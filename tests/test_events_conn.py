@@ -9,6 +9,7 @@ when paused in opened). What other threads may call is in
 test_events_threads.py. Each test runs native, on the stock loop and on uvloop.
 """
 import asyncio
+import socket
 
 import pytest
 
@@ -184,3 +185,32 @@ def test_write_from_the_loop_outside_callbacks(h):
             got = await c.recv_until_eof(chunk=1 << 16)
             assert sha(got) == sha(big + b'-end')
     h.run(main())
+
+
+def test_paused_in_opened_then_the_client_half_closes(h):
+    """Input and EOF that come while paused wait: on resume, data first, then closed."""
+    log = []
+    conns = []
+
+    def opened(conn):
+        conns.append(conn)
+        conn.pause_reading()
+
+    def data(conn, in_):
+        log.append(bytes(in_))
+        return in_
+
+    async def main():
+        events = Events(opened=opened, data=data, closed=lambda c, e: log.append(('closed', e)))
+        async with h.serve(events, 'tcp://127.0.0.1:0') as srv:
+            c = await h.connect(srv)
+            await c.send(b'early')
+            await asyncio.sleep(0.1)
+            c.sock.shutdown(socket.SHUT_WR)
+            await asyncio.sleep(0.3)
+            assert b'early' not in log, log
+            conns[0].resume_reading()
+            assert await c.recv_until_eof() == b'early'
+            await until(lambda: ('closed', None) in log, what='closed')
+    h.run(main())
+    assert log == [b'early', ('closed', None)]

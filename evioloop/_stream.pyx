@@ -326,6 +326,14 @@ cdef class StreamConn(FdOwner):
         self.maybe_pause_protocol()
         return 0
 
+    cdef int settle(self) except -1:
+        """Send what is held for the end of the step, before anyone looks at
+        the buffer: held output is batching the stock loop would not show
+        (its write() sends at once)."""
+        if self.flush_queued:
+            self.flush()
+        return 0
+
     cdef int flush(self) except -1:
         self.flush_queued = False
         if self.writing or self.conn_lost or not self.outq.size:
@@ -610,7 +618,9 @@ class StreamTransport(_transports._FlowControlMixin):
         return (c.low_water, c.high_water)
 
     def get_write_buffer_size(self):
-        return (<StreamConn>self._conn).outq.size
+        cdef StreamConn c = <StreamConn>self._conn
+        c.settle()
+        return c.outq.size
 
     def set_protocol(self, protocol):
         (<StreamConn>self._conn).set_protocol(protocol)
@@ -639,6 +649,7 @@ class StreamTransport(_transports._FlowControlMixin):
 
     def _make_empty_waiter(self):
         cdef StreamConn c = <StreamConn>self._conn
+        c.settle()
         if c.empty_waiter is not None:
             raise RuntimeError("Empty waiter is already set")
         c.empty_waiter = c.loop.create_future()

@@ -1,0 +1,140 @@
+"""What a protocol sees of its own writes, on evioloop and the stock loop.
+
+evioloop may hold a write until the end of the step to batch it with the
+next, but only where that cannot be seen: `get_write_buffer_size()` right
+after a write, and when `pause_writing` comes, must be what the stock loop
+shows (its write() sends at once when nothing is queued).
+"""
+import pytest
+
+from net_helpers import LOOP_KINDS, Recorder, connected_pair, run, until
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def kind(request):
+    return request.param
+
+
+class SizeAfterWrite(Recorder):
+    """Writes a reply in data_received and notes the buffer size at once."""
+
+    def __init__(self, reply_sizes):
+        super().__init__()
+        self.reply_sizes = reply_sizes
+        self.sizes = []
+
+    def data_received(self, data):
+        super().data_received(data)
+        for n in self.reply_sizes:
+            self.transport.write(b'r' * n)
+            self.sizes.append(self.transport.get_write_buffer_size())
+
+
+@pytest.mark.parametrize('family', ['tcp', 'unix'])
+def test_buffer_size_right_after_write_in_data_received(kind, family):
+    async def main():
+        server = SizeAfterWrite([100, 2000, 30])
+        async with connected_pair(family, lambda: server, Recorder) as pair:
+            pair.ctransport.write(b'go')
+            await pair.cproto.wait_bytes(2130)
+            assert bytes(pair.cproto.data) == b'r' * 2130
+            return server.sizes
+
+    assert run(kind, main()) == [0, 0, 0]
+
+
+@pytest.mark.parametrize('family', ['tcp', 'unix'])
+def test_buffer_size_right_after_write_in_a_task(kind, family):
+    async def main():
+        async with connected_pair(family, Recorder, Recorder) as pair:
+            st = pair.sproto.transport
+            sizes = []
+            st.write(b'a' * 500)
+            sizes.append(st.get_write_buffer_size())
+            st.writelines([b'b' * 10, b'c' * 20])
+            sizes.append(st.get_write_buffer_size())
+            await pair.cproto.wait_bytes(530)
+            assert bytes(pair.cproto.data) == b'a' * 500 + b'b' * 10 + b'c' * 20
+            return sizes
+
+    assert run(kind, main()) == [0, 0]
+
+
+class CountsPauses(Recorder):
+    def __init__(self):
+        super().__init__()
+        self.pauses = 0
+        self.sizes_at_pause = []
+
+    def pause_writing(self):
+        self.pauses += 1
+        self.sizes_at_pause.append(self.transport.get_write_buffer_size())
+
+    def resume_writing(self):
+        pass
+
+
+def test_a_write_under_the_high_mark_does_not_pause(kind):
+    # the kernel takes a 48 KiB write whole on a fresh loopback connection;
+    # the protocol must not be paused for bytes the kernel was never offered
+    async def main():
+        async with connected_pair('tcp', CountsPauses, Recorder) as pair:
+            s = pair.sproto
+            s.transport.set_write_buffer_limits(high=32 * 1024)
+            s.transport.write(b'w' * (48 * 1024))
+            after = (s.pauses, s.transport.get_write_buffer_size())
+            await pair.cproto.wait_bytes(48 * 1024)
+            return after
+
+    assert run(kind, main()) == (0, 0)
+
+
+def test_pause_writing_sees_what_the_kernel_refused(kind):
+    # with a reader that does not read, the buffer fills; when pause_writing
+    # comes, the size it sees is over the high-water mark on both loops
+    async def main():
+        async with connected_pair('tcp', CountsPauses, Recorder,
+                                  small_buffers=True) as pair:
+            pair.ctransport.pause_reading()
+            s = pair.sproto
+            s.transport.set_write_buffer_limits(high=64 * 1024)
+            for _ in range(64):
+                s.transport.write(b'p' * 16384)
+            await until(lambda: s.pauses, what='pause_writing')
+            assert all(size > 64 * 1024 for size in s.sizes_at_pause), s.sizes_at_pause
+            pair.ctransport.resume_reading()
+            await pair.cproto.wait_bytes(64 * 16384)
+            assert bytes(pair.cproto.data) == b'p' * (64 * 16384)
+            return s.pauses
+
+    assert run(kind, main()) == 1
+
+
+def test_many_small_writes_in_one_step_arrive_in_order(kind):
+    async def main():
+        writer = SizeAfterWrite([])
+        async with connected_pair('tcp', lambda: writer, Recorder) as pair:
+            st = pair.sproto.transport
+            for i in range(1000):
+                st.write(b'%04d' % i)
+            await pair.cproto.wait_bytes(4000)
+            return bytes(pair.cproto.data)
+
+    assert run(kind, main()) == b''.join(b'%04d' % i for i in range(1000))
+
+
+def test_write_then_close_in_data_received_delivers_everything(kind):
+    class WriteClose(Recorder):
+        def data_received(self, data):
+            self.transport.write(b'z' * 70000)
+            self.transport.close()
+
+    async def main():
+        async with connected_pair('tcp', WriteClose, Recorder) as pair:
+            pair.ctransport.write(b'x')
+            await pair.cproto.wait_bytes(70000)
+            await until(lambda: pair.cproto.eof.done() or pair.cproto.lost.done(), what='EOF')
+            return bytes(pair.cproto.data)
+
+    assert run(kind, main()) == b'z' * 70000
+

@@ -12,5 +12,7 @@ cdef class Listener(FdOwner):
     cdef int backlog
     cdef int family, socktype, proto
     cdef object retry_handle
+    cdef object ctx                 # the context create_server ran in
 
     cdef int open_conn(self, int cfd, peername) except -1
+    cdef object make_conn(self, int cfd, peername)

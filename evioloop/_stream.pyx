@@ -44,6 +44,11 @@ from asyncio import protocols as _protocols
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyContext_CopyCurrent()
+
 cdef object BufferedProtocol = _protocols.BufferedProtocol
 cdef object TransportSocket = _trsock.TransportSocket
 cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
@@ -80,6 +85,7 @@ cdef class StreamConn(FdOwner):
     cdef OutQueue outq              # what the kernel has not taken yet
     cdef bint writing               # waiting for the fd to become writable
     cdef bint in_read               # inside the read step (data_received & co)
+    cdef object ctx_made, ctx_io    # contexts of connection_made, of the I/O steps
     cdef Py_ssize_t high_water, low_water
     cdef bint protocol_paused
     cdef object server
@@ -104,6 +110,11 @@ cdef class StreamConn(FdOwner):
         self.socktype = socktype
         self.proto = proto
         self.extra = dict(extra) if extra else {}
+        # The protocol's callbacks see the contextvars of whoever made the
+        # connection, as on the stock loop, which runs connection_made in one
+        # copy of that context and the reads in another.
+        self.ctx_made = PyContext_CopyCurrent()
+        self.ctx_io = PyContext_CopyCurrent()
         self.transport = StreamTransport(self)
         self.set_protocol(protocol)
         if (family == AF_INET or family == AF_INET6) and socktype == SOCK_STREAM:
@@ -121,7 +132,11 @@ cdef class StreamConn(FdOwner):
     def _start(self, waiter):
         """evio's loopOpened: connection_made, then read; then wake the waiter."""
         try:
-            self.protocol.connection_made(self.transport)
+            PyContext_Enter(self.ctx_made)
+            try:
+                self.protocol.connection_made(self.transport)
+            finally:
+                PyContext_Exit(self.ctx_made)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -164,6 +179,14 @@ cdef class StreamConn(FdOwner):
     # -- dispatch
 
     cdef int on_ready(self, unsigned int mask) except -1:
+        PyContext_Enter(self.ctx_io)
+        try:
+            self.io_step(mask)
+        finally:
+            PyContext_Exit(self.ctx_io)
+        return 0
+
+    cdef int io_step(self, unsigned int mask) except -1:
         if mask & EVP_WRITE and self.writing:
             self.send_buffered()
         if mask & EVP_READ and self.mask & EVP_READ:
@@ -738,6 +761,19 @@ cdef class Listener(FdOwner):
         return 0
 
     cdef int open_conn(self, int cfd, peername) except -1:
+        # the factory and the new connection get a copy of the context that
+        # create_server ran in (the stock loop makes them in a task of it)
+        cdef object ctx = self.ctx.copy()
+        PyContext_Enter(ctx)
+        try:
+            conn = self.make_conn(cfd, peername)
+        finally:
+            PyContext_Exit(ctx)
+        if conn is not None:
+            (<StreamConn>conn)._start(None)
+        return 0
+
+    cdef object make_conn(self, int cfd, peername):
         cdef StreamConn conn
         try:
             protocol = self.protocol_factory()
@@ -750,7 +786,7 @@ cdef class Listener(FdOwner):
                 'message': 'Error on transport creation for incoming connection',
                 'exception': exc,
             })
-            return 0
+            return None
         conn = StreamConn()
         try:
             conn.init(self.loop, cfd, None, self.family, self.socktype, self.proto,
@@ -760,8 +796,7 @@ cdef class Listener(FdOwner):
             if not conn.closed and self.loop.owner_of(cfd) is not conn:
                 close_fd(cfd)
             raise
-        conn._start(None)
-        return 0
+        return conn
 
     def _resume(self):
         self.retry_handle = None
@@ -793,6 +828,7 @@ def start_serving(CoreLoop loop, protocol_factory, sock, server, int backlog):
         ln.family, ln.socktype, ln.proto = sock.family, sock.type, sock.proto
         loop.register(ln, 0)
     ln.protocol_factory = protocol_factory
+    ln.ctx = PyContext_CopyCurrent()
     ln.server = server
     ln.backlog = max(1, backlog)
     loop.modify(ln, EVP_READ)

@@ -748,9 +748,11 @@ cdef class Conn(FdOwner):
             if self.transport.is_reading():
                 self.transport.pause_reading()
             return
+        self.feed_now(data)
+
+    cdef int feed_now(self, data) except -1:
         if not self.reuse:
-            self.deliver(data)
-            return
+            return self.deliver(data)
         view = memoryview(data)
         try:
             self.deliver(view)
@@ -759,6 +761,7 @@ cdef class Conn(FdOwner):
                 view.release()
             except BufferError:
                 pass        # exported further; it shows these same bytes
+        return 0
 
     def _deliver_held(self):
         while self.held and self.state == OPEN and not (self.user_paused or
@@ -769,7 +772,7 @@ cdef class Conn(FdOwner):
             if data is None:
                 self.begin_close(CLOSE)     # the EOF that came after them
             else:
-                self._feed(data)
+                self.feed_now(data)
 
     def _eof(self):
         if self.held:

@@ -11,7 +11,6 @@ import asyncio
 import contextvars
 import os
 import socket
-import ssl
 import sys
 
 import pytest

@@ -44,6 +44,11 @@ from .api import Action, Options, DEFAULT_OPTIONS
 cdef extern from "sys/socket.h" nogil:
     int getsockname(int fd, sockaddr *addr, socklen_t *len)
 
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyContext_CopyCurrent()
+
 # a Conn's life
 cdef enum:
     OPEN = 0
@@ -91,6 +96,7 @@ cdef class Conn(FdOwner):
     cdef object cur_in
     cdef Py_ssize_t cur_pos, cur_len
     cdef list held                  # portable: input that came while paused
+    cdef object ctx                 # native: this connection's copy of listen()'s context
 
     def __cinit__(self):
         self.high = DEFAULT_OPTIONS.write_buffer_high
@@ -180,6 +186,16 @@ cdef class Conn(FdOwner):
     # -- the dispatch (native mode): evio's write, action, read
 
     cdef int on_ready(self, unsigned int mask) except -1:
+        # the callbacks see listen()'s contextvars, as a portable server's
+        # (whose host loop runs them in copies of that context) do
+        PyContext_Enter(self.ctx)
+        try:
+            self.io_step(mask)
+        finally:
+            PyContext_Exit(self.ctx)
+        return 0
+
+    cdef int io_step(self, unsigned int mask) except -1:
         if mask & EVP_WRITE and self.outq.size:
             self.write_step()
         if self.state != OPEN:
@@ -735,6 +751,13 @@ cdef class Conn(FdOwner):
     # -- portable mode: the adapter's protocol callbacks land here
 
     def _feed(self, data):
+        PyContext_Enter(self.ctx)
+        try:
+            self._feed_body(data)
+        finally:
+            PyContext_Exit(self.ctx)
+
+    def _feed_body(self, data):
         if self.state != OPEN:
             return
         if self.user_paused or self.water_paused or self.held:
@@ -764,6 +787,13 @@ cdef class Conn(FdOwner):
         return 0
 
     def _deliver_held(self):
+        PyContext_Enter(self.ctx)
+        try:
+            self._deliver_held_body()
+        finally:
+            PyContext_Exit(self.ctx)
+
+    def _deliver_held_body(self):
         while self.held and self.state == OPEN and not (self.user_paused or
                                                         self.water_paused):
             data = self.held.pop(0)
@@ -786,6 +816,13 @@ cdef class Conn(FdOwner):
         return False
 
     def _lost(self, exc):
+        PyContext_Enter(self.ctx)
+        try:
+            self._lost_body(exc)
+        finally:
+            PyContext_Exit(self.ctx)
+
+    def _lost_body(self, exc):
         self.srv.live_transports -= 1
         while exc is None and self.completions:
             # closed by the transport itself without an error (after our
@@ -812,6 +849,13 @@ cdef class Conn(FdOwner):
         self.update_interest()
 
     def _detach_drained(self):
+        PyContext_Enter(self.ctx)
+        try:
+            self._detach_drained_body()
+        finally:
+            PyContext_Exit(self.ctx)
+
+    def _detach_drained_body(self):
         if self.state == DETACHING:
             self.finish_detach()
 
@@ -831,7 +875,14 @@ def open_portable(ServerCore srv, transport, int addr_index):
     c.family = sock.family if sock is not None else -1
     c.fd = sock.fileno() if sock is not None else -1
     srv.live_transports += 1
-    c.opened_step()
+    # the callbacks run in a copy of the context of this connection_made
+    # (a copy of listen()'s), whatever the host loop does with contexts
+    c.ctx = PyContext_CopyCurrent()
+    PyContext_Enter(c.ctx)
+    try:
+        c.opened_step()
+    finally:
+        PyContext_Exit(c.ctx)
     return c
 
 
@@ -848,12 +899,17 @@ cdef class NativeListener(Listener):
         c.family = self.family
         c.addr_index = self.addr_index
         c._remote_addr = peername
+        c.ctx = self.srv.ctx.copy()
         try:
             self.loop.register(c, 0)
         except BaseException:
             close_fd(cfd)
             raise
-        c.opened_step()
+        PyContext_Enter(c.ctx)
+        try:
+            c.opened_step()
+        finally:
+            PyContext_Exit(c.ctx)
         return 0
 
 

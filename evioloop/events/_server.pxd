@@ -33,6 +33,7 @@ cdef class ServerCore:
     cdef public long thread_id
     cdef public int live_transports    # portable: transports not yet lost
     cdef public object transports_gone  # portable: a future set when that is 0
+    cdef object ctx                    # the context listen() ran in
 
     cdef int report(self, str what, exc, conn) except -1
     cdef int request_shutdown(self) except -1

@@ -8,6 +8,7 @@ from cpython.buffer cimport PyBuffer_FillInfo, PyObject_CheckBuffer, PyBUF_WRITA
 
 from evioloop._core cimport CoreLoop
 
+import contextvars
 import threading
 import time
 
@@ -91,6 +92,7 @@ cdef class ServerCore:
         self.cb_pre_write = getattr(events, 'pre_write', None)
         self.cb_data = getattr(events, 'data', None)
         self.thread_id = threading.get_ident()
+        self.ctx = contextvars.copy_context()
 
     cdef int report(self, str what, exc, conn) except -1:
         self.loop.call_exception_handler({

@@ -20,6 +20,10 @@ from evioloop.events._server cimport (ServerCore, SHUTDOWN, UDP_QUEUE_MAX, check
 
 import collections
 
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
 cdef enum:
     UDP_BATCH = 64          # datagrams read per wake-up
 
@@ -100,16 +104,24 @@ cdef class UdpOwner(FdOwner):
     cdef int addr_index
     cdef object local_addr
     cdef object queue           # deque of (bytes, address)
+    cdef object ctx             # a copy of listen()'s context, for the callbacks
 
     cdef int on_ready(self, unsigned int mask) except -1:
-        cdef CoreLoop core = self.srv.core
-        cdef UdpConn c
-        cdef ssize_t n
-        cdef int _, err
         if mask & EVP_WRITE and self.queue:
             self.flush_queue()
         if not mask & EVP_READ:
             return 0
+        PyContext_Enter(self.ctx)
+        try:
+            return self.read_batch()
+        finally:
+            PyContext_Exit(self.ctx)
+
+    cdef int read_batch(self) except -1:
+        cdef CoreLoop core = self.srv.core
+        cdef UdpConn c
+        cdef ssize_t n
+        cdef int _, err
         for _ in range(UDP_BATCH):
             c = UdpConn.__new__(UdpConn)
             n = evs_recvfrom(self.fd, core.packet, core.packet_size, &c.ss, &c.sslen)
@@ -212,6 +224,7 @@ def start_native_udp(ServerCore srv, sock, int addr_index):
     u.fd = sock.fileno()
     u.addr_index = addr_index
     u.local_addr = sock.getsockname()
+    u.ctx = srv.ctx.copy()
     srv.core.register(u, EVP_READ)
     return u
 

@@ -22,6 +22,7 @@ tested and fuzzed on their own.
 import argparse
 import fnmatch
 import re
+from itertools import islice
 import sys
 import time
 
@@ -205,7 +206,13 @@ def parse_commands(buf):
 # ------------------------------------------------------------------- replies
 
 OK = b'+OK\r\n'
+PONG = b'+PONG\r\n'
 NIL = b'$-1\r\n'
+_COUNTS = {b'*%d' % k: k for k in range(1, 1025)}      # a multibulk header: its count
+_HEADERS = [b'$%d' % k for k in range(4096)]           # a bulk of k bytes: its header
+_BULK_HEADS = [b'$%d\r\n' % k for k in range(4096)]   # ... and how a reply starts it
+_SPLIT = 4096           # tokens per split of the buffer (a big bulk is not shredded)
+_OPS2 = {b'GET': 1, b'get': 1, b'INCR': 2, b'incr': 2}      # RedisServer.data's
 
 
 def error(msg):
@@ -228,23 +235,35 @@ def array(items):
 
 NOT_INTEGER = error(b'value is not an integer or out of range')
 SYNTAX = error(b'syntax error')
+OVERFLOW = error(b'increment or decrement would overflow')
 CONFIG = {b'save': b'', b'appendonly': b'no', b'databases': b'1'}
 
 
 class Store:
-    """One Redis database of strings, with expiry; `execute(args)` -> reply bytes."""
+    """One Redis database of strings, with expiry; `execute(args)` -> reply bytes.
+
+    `data` maps each key to its value: bytes, or an int where INCR and its kin
+    left one (as Redis keeps an int); `get()` always gives bytes.
+    """
 
     def __init__(self, clock=time.monotonic, wallclock=time.time):
         self.data = {}
         self.expires = {}             # key -> deadline on `clock`
         self.clock = clock
         self.wallclock = wallclock
+        # execute()'s table, by the name as sent in either case: (method, least, most args)
+        self._exact = {}
+        for name, (fn, arity) in COMMANDS.items():
+            self._exact[name] = self._exact[name.upper()] = (
+                getattr(self, fn.__name__), abs(arity), arity if arity > 0 else INT_MAX)
 
     def get(self, key):
+        """The value (bytes) or None; a key whose time has come is deleted."""
         if self.expires and key in self.expires and self.expires[key] <= self.clock():
             del self.expires[key]
             del self.data[key]
-        return self.data.get(key)
+        v = self.data.get(key)
+        return b'%d' % v if type(v) is int else v
 
     def delete(self, key):
         found = self.get(key) is not None
@@ -254,7 +273,10 @@ class Store:
         return found
 
     def execute(self, args):
-        name = args[0].lower()
+        entry = self._exact.get(args[0])
+        if entry is not None and entry[1] <= len(args) <= entry[2]:
+            return entry[0](args)
+        name = args[0].lower()                  # another spelling, an error
         entry = COMMANDS.get(name)
         if entry is None:
             return unknown_command(args)
@@ -263,26 +285,57 @@ class Store:
             return error(b"wrong number of arguments for '%s' command" % name)
         return fn(self, args)
 
+    # the common commands in their common form, without an args list
+    def _get1(self, key):
+        v = self.get(key) if self.expires else self.data.get(key)
+        if v is None:
+            return NIL
+        if type(v) is int:
+            v = b'%d' % v
+        return _BULK_HEADS[len(v)] + v + b'\r\n' if len(v) < 4096 else bulk(v)
+
+    def _set2(self, key, value):
+        self.data[key] = value
+        if self.expires:
+            self.expires.pop(key, None)
+        return OK
+
+    def _incr1(self, key):
+        if self.expires:
+            self.get(key)                       # (deletes it if it has expired)
+        n = self.data.get(key, 0)
+        if type(n) is not int:
+            if n.isdigit() and len(n) < 18 and (n[0] != 0x30 or len(n) == 1):
+                n = int(n)                      # string2ll's answer, quicker
+            else:
+                n = string2ll(n)
+                if n is None:
+                    return NOT_INTEGER
+        if n == LLONG_MAX:
+            return OVERFLOW
+        self.data[key] = n = n + 1              # kept as an int, as Redis encodes it
+        return b':%d\r\n' % n
+
     def ping(self, args):
         if len(args) > 2:
             return error(b"wrong number of arguments for 'ping' command")
-        return b'+PONG\r\n' if len(args) == 1 else bulk(args[1])
+        return PONG if len(args) == 1 else bulk(args[1])
 
     def echo(self, args):
         return bulk(args[1])
 
     def get_(self, args):
-        return bulk(self.get(args[1]))
+        return self._get1(args[1])
+
+    def incr(self, args):
+        return self._incr1(args[1])
 
     def set_(self, args):
         # option rules and the order of checks as in Redis's
         # parseExtendedStringArgumentsOrReply and getExpireMillisecondsOrReply
         key, value = args[1], args[2]
         if len(args) == 3:                      # no options: the common case
-            self.data[key] = value
-            if self.expires:
-                self.expires.pop(key, None)
-            return OK
+            return self._set2(key, value)
         cond = unit = expire = None
         keepttl = want_old = False
         i = 3
@@ -349,8 +402,8 @@ class Store:
         if n is None:
             return NOT_INTEGER
         if not LLONG_MIN <= n + by <= LLONG_MAX:
-            return error(b'increment or decrement would overflow')
-        self.data[args[1]] = b'%d' % (n + by)
+            return OVERFLOW
+        self.data[args[1]] = n + by
         return integer(n + by)
 
     def dbsize(self, args):
@@ -402,7 +455,7 @@ class Store:
 COMMANDS = {                    # name: (method, arity as in Redis: -n means at least n)
     b'ping': (Store.ping, -1), b'echo': (Store.echo, 2), b'get': (Store.get_, 2),
     b'set': (Store.set_, -3), b'del': (Store.del_, -2), b'exists': (Store.exists, -2),
-    b'incr': (Store.incrby, 2), b'decr': (Store.incrby, 2), b'incrby': (Store.incrby, 3),
+    b'incr': (Store.incr, 2), b'decr': (Store.incrby, 2), b'incrby': (Store.incrby, 3),
     b'decrby': (Store.incrby, 3), b'dbsize': (Store.dbsize, 1), b'flushdb': (Store.flush, -1),
     b'flushall': (Store.flush, -1), b'select': (Store.select, 2), b'quit': (Store.quit, -1),
     b'command': (Store.command, -1), b'config': (Store.config, -2),
@@ -444,26 +497,161 @@ class RedisServer(evioloop.Events):
         conn.context = evioloop.InputStream()
 
     def data(self, conn, in_):
+        """Answer every complete command of the input, in one pass over it.
+
+        The input is split at every CRLF once. A command whose tokens are `*N`
+        and N pairs of `$len` and a bulk of `len` bytes (or an inline line with
+        no LF or NUL) is taken from the tokens; PING, GET, SET and INCR in
+        their plain form are run right here on store.data. Anything else (a
+        bulk that holds a CRLF, a partial command, an error) goes to
+        parse_command at its offset, and the tokens are picked up again where
+        it ended. A bulk holding a CRLF is split into tokens shorter than its
+        length, so it never passes for a well-formed one: the commands are the
+        ones parse_command would find, called until it stops.
+        """
         if in_ is None:
             return None
         stream = conn.context
         buf = stream.begin(in_)
+        if type(buf) is not bytes:
+            buf = bytes(buf)
+        store = self.store
+        execute, data, expires = store.execute, store.data, store.expires
+        heads, bulk_heads, counts = _HEADERS, _BULK_HEADS, _COUNTS
         out = []
-        pos = 0
-        execute = self.store.execute
+        append = out.append
+        n = len(buf)
+        toks = buf.split(b'\r\n', _SPLIT)
+        tail = toks.pop()                       # not ended by a CRLF (yet)
+        done = 0                                # toks[:done]: answered
+        ki = kp = 0                             # toks[ki] starts at buf[kp]
+        it = iter(toks)
         while True:
             try:
-                args, pos = parse_command(buf, pos)
+                for t in it:
+                    if t == b'*2':
+                        h0, a0, h1, a1 = next(it), next(it), next(it), next(it)
+                        if heads[len(a0)] != h0 or heads[len(a1)] != h1:
+                            break
+                        op = _OPS2.get(a0)
+                        if op == 1:                                         # GET
+                            v = data.get(a1) if not expires else store.get(a1)
+                            if v is None:
+                                append(NIL)
+                            elif type(v) is bytes and len(v) < 4096:
+                                append(bulk_heads[len(v)])
+                                append(v)
+                                append(b'\r\n')
+                            else:
+                                append(store._get1(a1))
+                        elif op == 2:                                       # INCR
+                            v = data.get(a1, 0)
+                            if type(v) is int and v != LLONG_MAX and not expires:
+                                data[a1] = v = v + 1
+                                append(b':%d\r\n' % v)
+                            else:
+                                append(store._incr1(a1))
+                        else:
+                            append(execute([a0, a1]))
+                            if len(a0) == 4 and a0.lower() == b'quit':
+                                return self._close(stream, out)
+                        done += 5
+                    elif t == b'*3':
+                        h0, a0, h1, a1, h2, a2 = (next(it), next(it), next(it), next(it),
+                                                  next(it), next(it))
+                        if heads[len(a0)] != h0 or heads[len(a1)] != h1 or heads[len(a2)] != h2:
+                            break
+                        if a0 == b'SET' or a0 == b'set':
+                            data[a1] = a2
+                            if expires:
+                                expires.pop(a1, None)
+                            append(OK)
+                        else:
+                            append(execute([a0, a1, a2]))
+                            if len(a0) == 4 and a0.lower() == b'quit':
+                                return self._close(stream, out)
+                        done += 7
+                    elif t == b'*1':
+                        h0, a0 = next(it), next(it)
+                        if heads[len(a0)] != h0:
+                            break
+                        if a0 == b'PING' or a0 == b'ping':
+                            append(PONG)
+                        else:
+                            append(execute([a0]))
+                            if len(a0) == 4 and a0.lower() == b'quit':
+                                return self._close(stream, out)
+                        done += 3
+                    elif t == b'PING' or t == b'ping':                      # inline
+                        append(PONG)
+                        done += 1
+                    elif (c := counts.get(t)) is not None:
+                        got = list(islice(it, c + c))
+                        args = got[1::2]
+                        if len(got) < c + c or list(map(heads.__getitem__, map(len, args))) != got[::2]:
+                            break
+                        append(execute(args))
+                        if len(args[0]) == 4 and args[0].lower() == b'quit':
+                            return self._close(stream, out)
+                        done += c + c + 1
+                    elif not t:                                             # an empty line
+                        done += 1
+                    elif t[0] != 0x2a and 0x0a not in t and 0 not in t:     # inline
+                        args = split_args(t) if _QUOTE_OR_ODD_SPACE.search(t) else t.split()
+                        if args is None:
+                            break
+                        if args:
+                            append(execute(args))
+                            if len(args[0]) == 4 and args[0].lower() == b'quit':
+                                return self._close(stream, out)
+                        done += 1
+                    else:
+                        break
+                else:
+                    if len(toks) == _SPLIT and tail:    # the split stopped early: split the rest
+                        kp = n - len(tail)
+                        toks = tail.split(b'\r\n', _SPLIT)
+                        tail = toks.pop()
+                        done = ki = 0
+                        it = iter(toks)
+                        continue
+                    if not tail:
+                        stream.end(b'')
+                        return b''.join(out)
+                    done = len(toks)                    # the tail, to the exact parser
+            except (StopIteration, IndexError):         # a partial command, a bulk of 4 KiB+
+                pass
+            # the exact parser at toks[done]'s offset (counted from the nearer end)
+            if done - ki <= len(toks) - done:
+                kp += sum(map(len, toks[ki:done])) + 2 * (done - ki)
+            else:
+                kp = n - len(tail) - sum(map(len, toks[done:])) - 2 * (len(toks) - done)
+            ki = done
+            try:
+                args, end = parse_command(buf, kp)
             except ProtocolError as err:
-                out.append(err.reply())
-                break
+                append(err.reply())
+                return self._close(stream, out)
             if args is None:
-                stream.end(buf[pos:])
+                stream.end(buf[kp:])
                 return b''.join(out)
             if args:
-                out.append(execute(args))
+                append(execute(args))
                 if len(args[0]) == 4 and args[0].lower() == b'quit':
-                    break
+                    return self._close(stream, out)
+            while kp < end and ki < len(toks):
+                kp += len(toks[ki]) + 2
+                ki += 1
+            if kp != end:           # it ended inside a token (a bare LF, the 2 bytes after a bulk)
+                toks = buf[end:].split(b'\r\n', _SPLIT)
+                tail = toks.pop()
+                ki, kp = 0, end
+            done = ki
+            it = iter(toks)
+            it.__setstate__(done)
+
+    @staticmethod
+    def _close(stream, out):
         stream.end(b'')
         return b''.join(out), evioloop.Action.CLOSE
 

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Layer 5, compiled: evio's conn, on evioloop's dispatch or over a transport.
+"""Layer 5, compiled: evio's conn on evioloop's dispatch.
 
 A `Conn` is one connection of an Events server. On evioloop it is itself the
 fd owner in the loop's fd table (native mode): the listener
@@ -12,9 +12,10 @@ every ready event and it takes evio's next step:
             after the output drained, or shut the server down
     read    `read_step`: recv into the loop's shared buffer, Events.data
 
-On any other loop (portable mode, events/portable.py) the same Conn runs over
-the host loop's transport, so the two modes share every rule but the
-syscalls. docs/events.md is the contract.
+On any other loop (portable mode) a `PortableConn` (_portable.pyx) is this
+same Conn with its I/O steps (those declared last in _conn.pxd) done
+through the host loop's transport, so the two modes share every rule but
+the syscalls. docs/events.md is the contract.
 """
 from libc.errno cimport errno, EAGAIN, EINTR
 from libc.stdlib cimport malloc
@@ -26,7 +27,7 @@ from cpython.memoryview cimport PyMemoryView_FromObject
 
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
-from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
+from evioloop._outq cimport outq_push, outq_clear, outq_free, outq_send
 from evioloop._sockutil cimport (EWOULDBLOCK, socklen_t, sockaddr_storage, sockaddr,
                                  evs_send, evs_recv, evs_nodelay, evs_setint, os_error,
                                  peer_address)
@@ -35,7 +36,6 @@ from evioloop.events._server cimport (ServerCore, PacketView, NONE, DETACH, CLOS
                                       SHUTDOWN, action_of, check_out, data_result)
 
 import collections
-import os
 import socket
 import threading
 
@@ -49,14 +49,6 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
 
-# a Conn's life
-cdef enum:
-    OPEN = 0
-    CLOSING = 1      # CLOSE asked: the output drains, then the socket closes
-    DETACHING = 2    # DETACH asked: the output drains, then detached()
-    CLOSED = 3
-    DETACHED = 4
-
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
 cdef int SOL_SOCKET = socket.SOL_SOCKET
@@ -68,36 +60,9 @@ cdef int TCP_KEEPIDLE = getattr(socket, 'TCP_KEEPIDLE', getattr(socket, 'TCP_KEE
 cdef int TCP_KEEPINTVL = getattr(socket, 'TCP_KEEPINTVL', -1)
 cdef int TCP_KEEPCNT = getattr(socket, 'TCP_KEEPCNT', -1)
 
-cdef double COMPLETION_POLL = 0.005     # seconds; see _poll_completions
-
 
 cdef class Conn(FdOwner):
     """One connection of an Events server (evio's Conn); see docs/events.md."""
-    cdef ServerCore srv
-    cdef public object context
-    cdef readonly int addr_index
-    cdef object _local_addr, _remote_addr
-    cdef object transport          # portable mode: the host loop's transport
-    cdef int family
-    cdef int state
-    cdef bint in_call              # inside one of this conn's callbacks
-    cdef bint close_requested      # close() during a callback: after its output
-    cdef object io_error           # an I/O error met during a callback
-    cdef bint reuse, user_paused, water_paused, wake_pending
-    cdef OutQueue outq
-    cdef Py_ssize_t high, low, max_inbound
-    cdef Py_ssize_t threadsafe_pending   # bytes queued by write_threadsafe
-    cdef uint64_t written, sent          # totals, for the completion callbacks
-    cdef object completions              # deque of (written total, callback)
-    # the pull reader: an earlier call's unread tail, then this call's input
-    cdef bint in_data, reader_used
-    cdef bytes tail
-    cdef Py_ssize_t tail_pos
-    cdef object cur_in
-    cdef Py_ssize_t cur_pos, cur_len
-    cdef list held                  # portable: input that came while paused
-    cdef object ctx                 # native: this connection's copy of listen()'s context
-
     def __cinit__(self):
         self.high = DEFAULT_OPTIONS.write_buffer_high
         self.low = DEFAULT_OPTIONS.write_buffer_low
@@ -172,8 +137,6 @@ cdef class Conn(FdOwner):
             self.high = o.write_buffer_high
             self.low = o.write_buffer_low
             self.max_inbound = o.max_inbound
-        if self.transport is not None:
-            self.transport.set_write_buffer_limits(self.high, self.low)
         return 0
 
     cdef int setopt(self, int level, int name, int value) except -1:
@@ -243,23 +206,12 @@ cdef class Conn(FdOwner):
         return self.deliver(PyBytes_FromStringAndSize(core.packet, n))
 
     cdef int update_interest(self) except -1:
-        """Native: the poller interest; portable: the transport's reading."""
+        """The poller interest: read unless paused, write while output waits."""
         cdef unsigned int mask = 0
         cdef Py_ssize_t buffered
         if self.state >= CLOSED:
             return 0
         reading = self.state == OPEN and not self.user_paused
-        if self.transport is not None:
-            # the host transport's pause_writing/resume_writing set water_paused
-            reading = reading and not self.water_paused
-            if reading:
-                if not self.transport.is_reading():
-                    self.transport.resume_reading()
-                if self.held:
-                    self.srv.loop.call_soon(self._deliver_held)
-            elif self.transport.is_reading():
-                self.transport.pause_reading()
-            return 0
         buffered = self.outq.size
         if buffered > self.high:
             self.water_paused = True
@@ -273,8 +225,6 @@ cdef class Conn(FdOwner):
         return 0
 
     cdef Py_ssize_t output_size(self):
-        if self.transport is not None:
-            return self.transport.get_write_buffer_size()
         return self.outq.size
 
     # -- data
@@ -384,15 +334,6 @@ cdef class Conn(FdOwner):
         cdef bint have_view = False
         if self.state >= CLOSED or self.io_error is not None:
             return 0
-        if self.transport is not None:
-            if type(out) is not bytes:
-                out = bytes(out)
-            if out:
-                if self.srv.cb_pre_write is not None:
-                    self.srv.call_pre_write()
-                self.written += len(out)
-                self.transport.write(out)
-            return 0
         if type(out) is not bytes:
             try:
                 PyObject_GetBuffer(out, &view, PyBUF_SIMPLE)
@@ -439,8 +380,6 @@ cdef class Conn(FdOwner):
         return self.lose(exc)
 
     cdef uint64_t sent_total(self):
-        if self.transport is not None:
-            return self.written - self.transport.get_write_buffer_size()
         return self.sent
 
     cdef int run_completions(self) except -1:
@@ -450,17 +389,8 @@ cdef class Conn(FdOwner):
             self.srv.loop.call_soon(self.completed, callback, None)
         return 0
 
-    def _poll_completions(self):
-        # portable mode: the host transport tells nobody when its buffer
-        # drains, so pending completions are checked every few milliseconds
-        if self.state >= CLOSED or not self.completions:
-            return
-        if not self.transport.is_closing():
-            # a transport that met an error may have dropped its buffer
-            # already: its connection_lost decides then
-            self.run_completions()
-        if self.completions:
-            self.srv.loop.call_later(COMPLETION_POLL, self._poll_completions)
+    cdef int completion_pending(self) except -1:
+        return 0        # native: the write step runs the completions
 
     def completed(self, callback, err):
         try:
@@ -477,16 +407,6 @@ cdef class Conn(FdOwner):
         if self.state != OPEN:
             return 0
         self.state = CLOSING if kind == CLOSE else DETACHING
-        if self.transport is not None:
-            if kind == CLOSE:
-                self.transport.close()      # flushes; connection_lost(None) follows
-                return 0
-            if not self.transport.get_write_buffer_size():
-                return self.finish_detach()
-            self.transport.pause_reading()
-            # resume_writing (below the low mark of 0) means drained
-            self.transport.set_write_buffer_limits(0, 0)
-            return 0
         if self.outq.size:
             return self.update_interest()   # write interest only
         if kind == CLOSE:
@@ -503,15 +423,7 @@ cdef class Conn(FdOwner):
         if self.state >= CLOSED:
             return 0
         self.state = CLOSED
-        if self.transport is not None:
-            if not self.transport.is_closing():
-                if abort or self.transport.get_write_buffer_size():
-                    self.transport.abort()
-                else:
-                    self.transport.close()
-        elif self.fd >= 0:
-            srv.core.unregister(self)
-            close_fd(self.fd)
+        self.close_io(abort)
         self.fd = -1
         outq_clear(&self.outq)
         srv.conns.discard(self)
@@ -530,6 +442,12 @@ cdef class Conn(FdOwner):
             self.in_call = False
         return 0
 
+    cdef int close_io(self, bint abort) except -1:
+        if self.fd >= 0:
+            self.srv.core.unregister(self)
+            close_fd(self.fd)
+        return 0
+
     cdef int fail_completions(self, err) except -1:
         if not self.completions:
             return 0
@@ -541,13 +459,7 @@ cdef class Conn(FdOwner):
 
     cdef int finish_detach(self) except -1:
         cdef ServerCore srv = self.srv
-        if self.transport is not None:
-            fd = os.dup(self.transport.get_extra_info('socket').fileno())
-            sock = socket.socket(fileno=fd)
-            self.transport.abort()          # our dup keeps the connection
-        else:
-            srv.core.unregister(self)
-            sock = socket.socket(self.family, socket.SOCK_STREAM, 0, fileno=self.fd)
+        sock = self.detach_socket()
         sock.setblocking(True)
         self.state = DETACHED
         self.fd = -1
@@ -568,6 +480,11 @@ cdef class Conn(FdOwner):
         self.in_call = False
         return 0
 
+    cdef object detach_socket(self):
+        """The socket detached() gets; the loop forgets the fd."""
+        self.srv.core.unregister(self)
+        return socket.socket(self.family, socket.SOCK_STREAM, 0, fileno=self.fd)
+
     cdef int request_close(self) except -1:
         if self.in_call:
             self.close_requested = True
@@ -579,26 +496,26 @@ cdef class Conn(FdOwner):
         """Server shutdown: one last non-blocking write, then closed(conn, None)."""
         if self.state >= CLOSED:
             return
-        if self.transport is None and self.outq.size and self.fd >= 0:
-            outq_send(&self.outq, self.fd)
+        self.last_write()
         self.finish_close(None, bool(self.output_size()))
+
+    cdef int last_write(self) except -1:
+        if self.outq.size and self.fd >= 0:
+            outq_send(&self.outq, self.fd)
+        return 0
 
     # -- the public face (docs/events.md)
 
     @property
     def remote_addr(self):
-        if self._remote_addr is None and self.transport is not None:
-            self._remote_addr = self.transport.get_extra_info('peername')
-        return self._remote_addr
+        return self._remote_addr        # from accept(), or the host transport
 
     @property
     def local_addr(self):
         cdef sockaddr_storage ss
         cdef socklen_t n = sizeof(ss)
-        if self._local_addr is None:
-            if self.transport is not None:
-                self._local_addr = self.transport.get_extra_info('sockname')
-            elif self.fd >= 0 and getsockname(self.fd, <sockaddr *>&ss, &n) == 0:
+        if self._local_addr is None and self.fd >= 0:
+            if getsockname(self.fd, <sockaddr *>&ss, &n) == 0:
                 self._local_addr = peer_address(&ss, n)
         return self._local_addr
 
@@ -651,8 +568,8 @@ cdef class Conn(FdOwner):
             if self.completions is None:
                 self.completions = collections.deque()
             self.completions.append((self.written, callback))
-            if self.transport is not None and len(self.completions) == 1:
-                self.srv.loop.call_later(COMPLETION_POLL, self._poll_completions)
+            if len(self.completions) == 1:
+                self.completion_pending()
             return
         self.completed(callback, ConnectionError('the connection was lost'))
 
@@ -748,142 +665,12 @@ cdef class Conn(FdOwner):
         self.check_reader()
         return self.available()
 
-    # -- portable mode: the adapter's protocol callbacks land here
-
-    def _feed(self, data):
-        PyContext_Enter(self.ctx)
-        try:
-            self._feed_body(data)
-        finally:
-            PyContext_Exit(self.ctx)
-
-    def _feed_body(self, data):
-        if self.state != OPEN:
-            return
-        if self.user_paused or self.water_paused or self.held:
-            # a host loop may read once more after pause_reading (uvloop
-            # starts reading only after connection_made returns): keep it
-            # for resume_reading, in order; the transport is paused, so at
-            # most a read or two wait here
-            if self.held is None:
-                self.held = []
-            self.held.append(data)
-            if self.transport.is_reading():
-                self.transport.pause_reading()
-            return
-        self.feed_now(data)
-
-    cdef int feed_now(self, data) except -1:
-        if not self.reuse:
-            return self.deliver(data)
-        view = memoryview(data)
-        try:
-            self.deliver(view)
-        finally:
-            try:
-                view.release()
-            except BufferError:
-                pass        # exported further; it shows these same bytes
-        return 0
-
-    def _deliver_held(self):
-        PyContext_Enter(self.ctx)
-        try:
-            self._deliver_held_body()
-        finally:
-            PyContext_Exit(self.ctx)
-
-    def _deliver_held_body(self):
-        while self.held and self.state == OPEN and not (self.user_paused or
-                                                        self.water_paused):
-            data = self.held.pop(0)
-            if not self.held:
-                self.held = None
-            if data is None:
-                self.begin_close(CLOSE)     # the EOF that came after them
-            else:
-                self.feed_now(data)
-
-    def _eof(self):
-        if self.held:
-            # the EOF comes after what is held back
-            self.held.append(None)
-            return True
-        if self.state == DETACHING:
-            return True         # keep the socket for detached()
-        if self.state == OPEN:
-            self.state = CLOSING    # the transport closes after its output
-        return False
-
-    def _lost(self, exc):
-        PyContext_Enter(self.ctx)
-        try:
-            self._lost_body(exc)
-        finally:
-            PyContext_Exit(self.ctx)
-
-    def _lost_body(self, exc):
-        self.srv.live_transports -= 1
-        while exc is None and self.completions:
-            # closed by the transport itself without an error (after our
-            # CLOSE or an EOF): it wrote its whole buffer first
-            _, callback = self.completions.popleft()
-            self.srv.loop.call_soon(self.completed, callback, None)
-        if self.state < CLOSED:
-            if self.state == DETACHING:
-                self.state = OPEN       # lost before it drained: a plain close
-            self.finish_close(exc)
-        if self.srv.live_transports == 0 and self.srv.transports_gone is not None:
-            if not self.srv.transports_gone.done():
-                self.srv.transports_gone.set_result(None)
-        self.transport = None
-
-    def _water(self, bint paused):
-        if self.state == DETACHING:
-            if not paused:
-                # not from inside the transport's write step: aborting there
-                # makes the stock transport report its loss twice
-                self.srv.loop.call_soon(self._detach_drained)
-            return
-        self.water_paused = paused
-        self.update_interest()
-
-    def _detach_drained(self):
-        PyContext_Enter(self.ctx)
-        try:
-            self._detach_drained_body()
-        finally:
-            PyContext_Exit(self.ctx)
-
-    def _detach_drained_body(self):
-        if self.state == DETACHING:
-            self.finish_detach()
+    cdef str mode(self):
+        return 'native'
 
     def __repr__(self):
         state = ('open', 'closing', 'detaching', 'closed', 'detached')[self.state]
-        mode = 'portable' if self.transport is not None else 'native'
-        return f'<evioloop.Conn {mode} fd={self.fd} {state} addr_index={self.addr_index}>'
-
-
-def open_portable(ServerCore srv, transport, int addr_index):
-    """The Conn behind a host loop's transport (portable mode)."""
-    cdef Conn c = Conn.__new__(Conn)
-    c.srv = srv
-    c.transport = transport
-    c.addr_index = addr_index
-    sock = transport.get_extra_info('socket')
-    c.family = sock.family if sock is not None else -1
-    c.fd = sock.fileno() if sock is not None else -1
-    srv.live_transports += 1
-    # the callbacks run in a copy of the context of this connection_made
-    # (a copy of listen()'s), whatever the host loop does with contexts
-    c.ctx = PyContext_CopyCurrent()
-    PyContext_Enter(c.ctx)
-    try:
-        c.opened_step()
-    finally:
-        PyContext_Exit(c.ctx)
-    return c
+        return f'<evioloop.Conn {self.mode()} fd={self.fd} {state} addr_index={self.addr_index}>'
 
 
 cdef class NativeListener(Listener):

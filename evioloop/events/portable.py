@@ -2,13 +2,14 @@
 
 evio's stdlib mode, done with asyncio's own pieces: each listener becomes an
 asyncio server (or datagram endpoint) of the host loop, and each connection
-an `asyncio.Protocol` that forwards to the same compiled `Conn` native mode
-uses, so both modes keep one set of rules (docs/events.md says where they
+an `asyncio.Protocol` that forwards to a compiled `PortableConn`: native
+mode's `Conn` with only its I/O steps done through the transport, so both
+modes keep one set of rules (docs/events.md says where they
 differ).
 """
 import asyncio
 
-from . import _conn, _udp
+from . import _portable, _udp
 
 __all__ = ['start']
 
@@ -24,7 +25,7 @@ class StreamAdapter(asyncio.Protocol):
         self._conn = None
 
     def connection_made(self, transport):
-        self._conn = _conn.open_portable(self._srv, transport, self._index)
+        self._conn = _portable.open_portable(self._srv, transport, self._index)
 
     def data_received(self, data):
         self._conn._feed(data)

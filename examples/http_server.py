@@ -27,12 +27,18 @@ _HEAD = (b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n
 RESPONSE = _HEAD + b'\r\n' + BODY                         # HTTP/1.1 keep-alive
 RESPONSE_CLOSE = _HEAD + b'Connection: close\r\n\r\n' + BODY
 RESPONSE_KEEP_ALIVE_10 = _HEAD + b'Connection: keep-alive\r\n\r\n' + BODY   # HTTP/1.0
+_HEAD_RESPONSE, _HEAD_RESPONSE_CLOSE = RESPONSE[:-len(BODY)], RESPONSE_CLOSE[:-len(BODY)]
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(rb'[\x21-\x7e\x80-\xff]+')
 _VERSION = re.compile(rb'HTTP/([0-9])\.([0-9])')
 _FIELD_VALUE = re.compile(rb'[\x21-\x7e\x80-\xff \t]*')   # VCHAR, obs-text, SP, HTAB
 _DIGITS = re.compile(rb'[0-9]{1,18}')
+# HTTPServer.data's quick look: a well-formed HTTP/1.0 or 1.1 head (the minor digit
+# its group), then the names among its headers that could change the answer
+_PLAIN_HEAD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e\x80-\xff]+ HTTP/1\.([01])\r\n"
+                         rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\x21-\x7e\x80-\xff \t]*\r\n)*\r\n")
+_SPECIAL_NAMES = re.compile(rb'\r\n(host|content-length|transfer-encoding|connection):', re.I)
 
 REASONS = {400: 'Bad Request', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
            501: 'Not Implemented', 505: 'HTTP Version Not Supported'}
@@ -225,24 +231,46 @@ class HTTPServer(evioloop.Events):
             return None
         stream = conn.context
         buf = stream.begin(in_)
+        if type(buf) is not bytes:
+            buf = bytes(buf)
         out = []
         pos = 0
-        action = evioloop.Action.NONE
-        while True:
+        n = len(buf)
+        while pos < n:
+            # The common request, answered without parse_request: a whole head
+            # that is well-formed, HTTP/1.1 or 1.0, has one Host and no
+            # Content-Length, Transfer-Encoding or Connection header (so no body,
+            # and HTTP/1.0 closes). parse_request would take it the same way.
+            end = buf.find(b'\r\n\r\n', pos) + 4
+            if 4 <= end - pos <= MAX_HEAD:
+                m = _PLAIN_HEAD.fullmatch(buf, pos, end)
+                if m is not None:
+                    names = _SPECIAL_NAMES.findall(buf, m.end(1), end)
+                    if len(names) == 1 and len(names[0]) == 4:              # Host alone
+                        head = buf.startswith(b'HEAD ', pos)
+                        pos = end
+                        if m.group(1) == b'1':
+                            out.append(_HEAD_RESPONSE if head else RESPONSE)
+                            continue
+                        out.append(_HEAD_RESPONSE_CLOSE if head else RESPONSE_CLOSE)
+                        return self._close(stream, out)
             try:
                 req, pos = parse_request(buf, pos)
             except HTTPError as err:
                 out.append(err.response())
-                action = evioloop.Action.CLOSE
-                break
+                return self._close(stream, out)
             if req is None:
                 break
             out.append(response_for(req))
             if not req.keep_alive:
-                action = evioloop.Action.CLOSE
-                break
-        stream.end(buf[pos:] if action is evioloop.Action.NONE else b'')
-        return b''.join(out), action
+                return self._close(stream, out)
+        stream.end(buf[pos:])
+        return b''.join(out)
+
+    @staticmethod
+    def _close(stream, out):
+        stream.end(b'')
+        return b''.join(out), evioloop.Action.CLOSE
 
 
 def format_addr(addr):

@@ -1,12 +1,13 @@
-"""The one-pass path of examples/redis_server.py's data() against the exact parser.
+"""The quick paths of the examples' data() against their exact parsers.
 
 RedisServer.data splits its input at CRLFs once and takes the well-formed
 commands from the tokens (running PING, GET, SET and INCR on the spot); the
-rest goes to parse_command. Whatever the bytes and however they are cut into
-data() calls, the replies, the close and the stored keys must be the ones of
-the example as it was: parse_command called until it stops, each command
-given to Store.execute (ReferenceServer below). tests/test_examples_parsers.py
-compares both with a real redis-server.
+rest goes to parse_command. HTTPServer.data answers a plain head (one regex)
+without parse_request. Whatever the bytes and however they are cut into data()
+calls, the answers, the close (and the Redis keys) must be those of the
+examples as they were: the exact parser called until it stops, each result
+answered in turn (the Reference servers below). tests/test_examples_parsers.py
+tests the parsers themselves, and the Redis replies against a real redis-server.
 """
 import importlib.util
 import os
@@ -29,13 +30,14 @@ def load_example(name):
 
 
 rs = load_example('redis_server')
+http = load_example('http_server')
 
 
 def resp(*args):
     return b'*%d\r\n' % len(args) + b''.join(b'$%d\r\n%s\r\n' % (len(a), a) for a in args)
 
 
-class ReferenceServer:
+class RedisReference:
     """The Redis example's data() as it was: parse_command, then Store.execute, in turn."""
 
     def __init__(self):
@@ -62,8 +64,8 @@ class Conn:
 
 
 def feed(pieces):
-    """The example and the reference fed the same pieces: both answers, call by call."""
-    server, conn, ref = rs.RedisServer(), Conn(), ReferenceServer()
+    """The Redis example and its reference fed the same pieces: both answers, call by call."""
+    server, conn, ref = rs.RedisServer(), Conn(), RedisReference()
     server.opened(conn)
     got, want = [], []
     for piece in pieces:
@@ -161,3 +163,110 @@ def test_redis_hot_commands_with_expiry_and_ints():
     assert got == want
     assert got[0][2][0] == b'+OK\r\n$1\r\n2\r\n:3\r\n$1\r\n3\r\n+OK\r\n:9223372036854775807\r\n' + (
         b'-ERR increment or decrement would overflow\r\n')
+
+
+# ------------------------------------------------------------------------ HTTP
+
+class HTTPReference:
+    """The HTTP example's data() as it was: parse_request, then response_for, in turn."""
+
+    def __init__(self):
+        self.tail = b''
+
+    def data(self, in_):
+        buf, out, pos = self.tail + in_, [], 0
+        while True:
+            try:
+                req, pos = http.parse_request(buf, pos)
+            except http.HTTPError as err:
+                return b''.join(out) + err.response(), True
+            if req is None:
+                self.tail = buf[pos:]
+                return b''.join(out), False
+            out.append(http.response_for(req))
+            if not req.keep_alive:
+                return b''.join(out), True
+
+
+def feed_http(pieces):
+    server, conn, ref = http.HTTPServer(), Conn(), HTTPReference()
+    server.opened(conn)
+    got, want = [], []
+    for piece in pieces:
+        r = server.data(conn, piece)
+        got.append((r[0], r[1] is not http.evioloop.Action.NONE) if isinstance(r, tuple)
+                   else (r, False))
+        want.append(ref.data(piece))
+        if want[-1][1]:
+            break
+    return got, want
+
+
+HEADERS = [b'HOST:h', b'host: \th\t', b'User-Agent: t/1', b'Accept: */*', b'Hosts: h',
+           b'X: ' + bytes(range(0x21, 0x7f)) + b'\x80\xff', b'Content-Length: 5',
+           b'content-length: 0', b'Connection: close', b'CONNECTION: keep-alive',
+           b'Connection: Keep-Alive, x', b'X-Host: h', b'X: ' + b'a' * 3000,
+           b'Transfer-Encoding: chunked', b'No colon', b' folded', b'X: a\x00', b'X: a\x7f',
+           b'Host : h', b'Content-Length: x', b'x' * 100 + b': y']
+
+
+GOOD = 13          # HEADERS[:GOOD] are well-formed
+
+
+def random_requests(rng, n=6):
+    """Mostly good requests, plain and not, some bad; maybe cut anywhere."""
+    parts = []
+    for _ in range(n):
+        if rng.random() < 0.1:
+            parts.append(b'\r\n' * rng.randint(1, 2))
+        good = rng.random() < 0.75
+        method = rng.choice([b'GET', b'GET', b'HEAD', b'POST'] + ([] if good else [b'get', b'G(T', b'']))
+        target = rng.choice([b'/', b'/x?y=1', b'/\x80'] + ([] if good else [b'', b'/a b']))
+        version = rng.choice([b'HTTP/1.1'] * 4 + [b'HTTP/1.0', b'HTTP/1.2']
+                             + ([] if good else [b'HTTP/2.0', b'HTTX/1.1']))
+        lines = [rng.choice(HEADERS[:GOOD] if good else HEADERS)
+                 for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4]))]
+        if good and rng.random() < 0.8:
+            lines.insert(rng.randint(0, len(lines)), b'Host: h')
+        head = b' '.join([method, target, version]) + b'\r\n' + b''.join(x + b'\r\n' for x in lines)
+        body = b'hello' if b'Content-Length: 5' in head else b''
+        parts.append(head + b'\r\n' + body)
+    buf = b''.join(parts)
+    if rng.random() < 0.3:
+        buf = buf[:rng.randint(0, len(buf))]
+    return buf
+
+
+def test_http_random_requests_in_random_pieces():
+    rng = random.Random(13)
+    for _ in range(3000):
+        data = random_requests(rng) or PLAIN
+        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 5))))
+        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        got, want = feed_http(pieces)
+        assert got == want, pieces
+
+
+PLAIN = b'GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n'
+
+
+def test_http_plain_requests_cut_at_every_offset():
+    whole = (PLAIN + b'HEAD / HTTP/1.1\r\nhost: h\r\n\r\n' + b'\r\n' + PLAIN
+             + b'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi' + PLAIN
+             + b'GET / HTTP/1.0\r\nHost: h\r\n\r\n' + PLAIN)
+    got, want = feed_http([whole])
+    assert got == want and got[0][1] and got[0][0].count(b'HTTP/1.1 200') == 6
+    full = got[0][0]
+    for k in range(len(whole) + 1):
+        got, want = feed_http([whole[:k], whole[k:]])
+        assert got == want, k
+        assert b''.join(r for r, _ in got) == full, k
+
+
+def test_http_plain_head_at_the_size_limit():
+    head = b'GET / HTTP/1.1\r\nHost: h\r\nX: '
+    head += b'a' * (http.MAX_HEAD - len(head) - 4) + b'\r\n\r\n'
+    assert len(head) == http.MAX_HEAD
+    for buf in (head, head[:-4] + b'a\r\n\r\n', PLAIN + head, b'\r\n' + head):
+        got, want = feed_http([buf])
+        assert got == want

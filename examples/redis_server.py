@@ -22,9 +22,9 @@ tested and fuzzed on their own.
 import argparse
 import fnmatch
 import re
-from itertools import islice
 import sys
 import time
+from itertools import islice
 
 import evioloop
 
@@ -285,37 +285,6 @@ class Store:
             return error(b"wrong number of arguments for '%s' command" % name)
         return fn(self, args)
 
-    # the common commands in their common form, without an args list
-    def _get1(self, key):
-        v = self.get(key) if self.expires else self.data.get(key)
-        if v is None:
-            return NIL
-        if type(v) is int:
-            v = b'%d' % v
-        return _BULK_HEADS[len(v)] + v + b'\r\n' if len(v) < 4096 else bulk(v)
-
-    def _set2(self, key, value):
-        self.data[key] = value
-        if self.expires:
-            self.expires.pop(key, None)
-        return OK
-
-    def _incr1(self, key):
-        if self.expires:
-            self.get(key)                       # (deletes it if it has expired)
-        n = self.data.get(key, 0)
-        if type(n) is not int:
-            if n.isdigit() and len(n) < 18 and (n[0] != 0x30 or len(n) == 1):
-                n = int(n)                      # string2ll's answer, quicker
-            else:
-                n = string2ll(n)
-                if n is None:
-                    return NOT_INTEGER
-        if n == LLONG_MAX:
-            return OVERFLOW
-        self.data[key] = n = n + 1              # kept as an int, as Redis encodes it
-        return b':%d\r\n' % n
-
     def ping(self, args):
         if len(args) > 2:
             return error(b"wrong number of arguments for 'ping' command")
@@ -325,17 +294,17 @@ class Store:
         return bulk(args[1])
 
     def get_(self, args):
-        return self._get1(args[1])
-
-    def incr(self, args):
-        return self._incr1(args[1])
+        return bulk(self.get(args[1]))
 
     def set_(self, args):
         # option rules and the order of checks as in Redis's
         # parseExtendedStringArgumentsOrReply and getExpireMillisecondsOrReply
         key, value = args[1], args[2]
         if len(args) == 3:                      # no options: the common case
-            return self._set2(key, value)
+            self.data[key] = value
+            if self.expires:
+                self.expires.pop(key, None)
+            return OK
         cond = unit = expire = None
         keepttl = want_old = False
         i = 3
@@ -455,7 +424,7 @@ class Store:
 COMMANDS = {                    # name: (method, arity as in Redis: -n means at least n)
     b'ping': (Store.ping, -1), b'echo': (Store.echo, 2), b'get': (Store.get_, 2),
     b'set': (Store.set_, -3), b'del': (Store.del_, -2), b'exists': (Store.exists, -2),
-    b'incr': (Store.incr, 2), b'decr': (Store.incrby, 2), b'incrby': (Store.incrby, 3),
+    b'incr': (Store.incrby, 2), b'decr': (Store.incrby, 2), b'incrby': (Store.incrby, 3),
     b'decrby': (Store.incrby, 3), b'dbsize': (Store.dbsize, 1), b'flushdb': (Store.flush, -1),
     b'flushall': (Store.flush, -1), b'select': (Store.select, 2), b'quit': (Store.quit, -1),
     b'command': (Store.command, -1), b'config': (Store.config, -2),
@@ -497,17 +466,13 @@ class RedisServer(evioloop.Events):
         conn.context = evioloop.InputStream()
 
     def data(self, conn, in_):
-        """Answer every complete command of the input, in one pass over it.
+        """Answer the complete commands of the input, in one pass over its CRLF-split tokens.
 
-        The input is split at every CRLF once. A command whose tokens are `*N`
-        and N pairs of `$len` and a bulk of `len` bytes (or an inline line with
-        no LF or NUL) is taken from the tokens; PING, GET, SET and INCR in
-        their plain form are run right here on store.data. Anything else (a
-        bulk that holds a CRLF, a partial command, an error) goes to
-        parse_command at its offset, and the tokens are picked up again where
-        it ended. A bulk holding a CRLF is split into tokens shorter than its
-        length, so it never passes for a well-formed one: the commands are the
-        ones parse_command would find, called until it stops.
+        `*N` and N pairs `$len`, bulk of len bytes (or an inline line with no LF
+        or NUL) is a command, PING/GET/SET/INCR run right here on store.data;
+        anything else (a bulk holding CRLF, which splits shorter than its len, a
+        partial command, an error) goes to parse_command at its offset, and the
+        tokens are picked up where it ended: the commands are parse_command's.
         """
         if in_ is None:
             return None
@@ -527,10 +492,11 @@ class RedisServer(evioloop.Events):
         ki = kp = 0                             # toks[ki] starts at buf[kp]
         it = iter(toks)
         while True:
+            two, four, six = zip(it, it), zip(it, it, it, it), zip(it, it, it, it, it, it)
             try:
                 for t in it:
                     if t == b'*2':
-                        h0, a0, h1, a1 = next(it), next(it), next(it), next(it)
+                        h0, a0, h1, a1 = next(four)
                         if heads[len(a0)] != h0 or heads[len(a1)] != h1:
                             break
                         op = _OPS2.get(a0)
@@ -543,22 +509,21 @@ class RedisServer(evioloop.Events):
                                 append(v)
                                 append(b'\r\n')
                             else:
-                                append(store._get1(a1))
+                                append(bulk(store.get(a1)))
                         elif op == 2:                                       # INCR
                             v = data.get(a1, 0)
                             if type(v) is int and v != LLONG_MAX and not expires:
                                 data[a1] = v = v + 1
                                 append(b':%d\r\n' % v)
                             else:
-                                append(store._incr1(a1))
+                                append(execute([a0, a1]))
                         else:
                             append(execute([a0, a1]))
                             if len(a0) == 4 and a0.lower() == b'quit':
                                 return self._close(stream, out)
                         done += 5
                     elif t == b'*3':
-                        h0, a0, h1, a1, h2, a2 = (next(it), next(it), next(it), next(it),
-                                                  next(it), next(it))
+                        h0, a0, h1, a1, h2, a2 = next(six)
                         if heads[len(a0)] != h0 or heads[len(a1)] != h1 or heads[len(a2)] != h2:
                             break
                         if a0 == b'SET' or a0 == b'set':
@@ -572,7 +537,7 @@ class RedisServer(evioloop.Events):
                                 return self._close(stream, out)
                         done += 7
                     elif t == b'*1':
-                        h0, a0 = next(it), next(it)
+                        h0, a0 = next(two)
                         if heads[len(a0)] != h0:
                             break
                         if a0 == b'PING' or a0 == b'ping':

@@ -25,12 +25,13 @@ from asyncio.Transport: its __slots__ layout conflicts).
 from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
 from posix.unistd cimport close as close_fd
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
 
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._outq cimport OutQueue, outq_push, outq_clear, outq_free, outq_send
 from evioloop._sockutil cimport (
-    EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, evs_recv, evs_nodelay,
+    EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, evs_recv, evs_send,
+    evs_nodelay,
     os_error, peer_address)
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
@@ -48,6 +49,10 @@ cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
+
+# a bytearray/memoryview write this large, with nothing queued, is sent from
+# the caller's memory instead of being copied into the queue
+cdef Py_ssize_t DIRECT_SEND_MIN = 16 * 1024
 
 cdef object BufferedProtocol = _protocols.BufferedProtocol
 cdef object TransportSocket = _trsock.TransportSocket
@@ -324,8 +329,45 @@ cdef class StreamConn(FdOwner):
             return 0
         if self.conn_lost:
             return self.lost_write()
+        if type(data) is not bytes and not self.outq.size and not self.writing:
+            if self.send_direct(data):
+                return 0
         self.buffer_data(data)
         return self.schedule_flush()
+
+    cdef int send_direct(self, data) except -1:
+        """A large bytearray or memoryview with nothing queued before it goes
+        to the kernel now, from the caller's memory: only what the kernel
+        refuses is copied (the caller may change its buffer once write()
+        returns). Holding it for the end of the step would cost a copy of
+        all of it. Returns 1 if it took the data, 0 to let the queue do it."""
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        cdef int err
+        try:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        except BufferError:
+            return 0                        # not contiguous: the queue copies it
+        try:
+            if view.len < DIRECT_SEND_MIN:
+                return 0                    # small: copying it is cheap, batch it
+            n = evs_send(self.fd, <const char *>view.buf, view.len)
+            if n < 0:
+                err = errno
+                if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                    self.fatal_error(os_error(err), 'Fatal write error on socket transport')
+                    return 1
+                n = 0
+            if n < view.len:
+                outq_push(&self.outq, PyBytes_FromStringAndSize(
+                    <const char *>view.buf + n, view.len - n))
+        finally:
+            PyBuffer_Release(&view)
+        if self.outq.size:
+            self.writing = True
+            self.update_interest()
+            self.maybe_pause_protocol()
+        return 1
 
     cdef int writelines(self, list_of_data) except -1:
         self.check_writable('writelines')

@@ -17,7 +17,10 @@ processInputBuffer does, limits, error messages and quirks included (the two
 bytes after a bulk string and the byte after a header's \\r are skipped
 unchecked; a NUL byte ends a header search, as C's strchr does). It and the
 command executor (`Store`) are plain Python with no I/O, so that they can be
-tested and fuzzed on their own.
+tested and fuzzed on their own. `RedisServer.data` answers a whole pipeline in
+one pass over its CRLF-split tokens and runs PING, GET, SET and INCR in place;
+it gives parse_command only what that pass cannot take, so that its answers
+stay parse_command's and Store's (tests/test_examples_fast.py checks this).
 """
 import argparse
 import fnmatch
@@ -212,7 +215,6 @@ _COUNTS = {b'*%d' % k: k for k in range(1, 1025)}      # a multibulk header: its
 _HEADERS = [b'$%d' % k for k in range(4096)]           # a bulk of k bytes: its header
 _BULK_HEADS = [b'$%d\r\n' % k for k in range(4096)]   # ... and how a reply starts it
 _SPLIT = 4096           # tokens per split of the buffer (a big bulk is not shredded)
-_OPS2 = {b'GET': 1, b'get': 1, b'INCR': 2, b'incr': 2}      # RedisServer.data's
 
 
 def error(msg):
@@ -480,6 +482,13 @@ class RedisServer(evioloop.Events):
         buf = stream.begin(in_)
         if type(buf) is not bytes:
             buf = bytes(buf)
+        if len(buf) > 65536:        # a big bulk still coming in: not split every time
+            try:
+                if parse_command(buf)[0] is None:
+                    stream.end(buf)
+                    return b''
+            except ProtocolError:
+                pass                # (answered below)
         store = self.store
         execute, data, expires = store.execute, store.data, store.expires
         heads, bulk_heads, counts = _HEADERS, _BULK_HEADS, _COUNTS
@@ -497,26 +506,25 @@ class RedisServer(evioloop.Events):
                 for t in it:
                     if t == b'*2':
                         h0, a0, h1, a1 = next(four)
-                        if heads[len(a0)] != h0 or heads[len(a1)] != h1:
+                        if heads[len(a1)] != h1:
                             break
-                        op = _OPS2.get(a0)
-                        if op == 1:                                         # GET
-                            v = data.get(a1) if not expires else store.get(a1)
+                        if (a0 == b'GET' or a0 == b'get') and h0 == b'$3':
+                            v = store.get(a1) if expires else data.get(a1)
                             if v is None:
                                 append(NIL)
                             elif type(v) is bytes and len(v) < 4096:
-                                append(bulk_heads[len(v)])
-                                append(v)
-                                append(b'\r\n')
+                                out += (bulk_heads[len(v)], v, b'\r\n')
                             else:
                                 append(bulk(store.get(a1)))
-                        elif op == 2:                                       # INCR
+                        elif (a0 == b'INCR' or a0 == b'incr') and h0 == b'$4':
                             v = data.get(a1, 0)
                             if type(v) is int and v != LLONG_MAX and not expires:
                                 data[a1] = v = v + 1
                                 append(b':%d\r\n' % v)
                             else:
                                 append(execute([a0, a1]))
+                        elif heads[len(a0)] != h0:
+                            break
                         else:
                             append(execute([a0, a1]))
                             if len(a0) == 4 and a0.lower() == b'quit':
@@ -524,13 +532,15 @@ class RedisServer(evioloop.Events):
                         done += 5
                     elif t == b'*3':
                         h0, a0, h1, a1, h2, a2 = next(six)
-                        if heads[len(a0)] != h0 or heads[len(a1)] != h1 or heads[len(a2)] != h2:
+                        if heads[len(a1)] != h1 or heads[len(a2)] != h2:
                             break
-                        if a0 == b'SET' or a0 == b'set':
+                        if (a0 == b'SET' or a0 == b'set') and h0 == b'$3':
                             data[a1] = a2
                             if expires:
                                 expires.pop(a1, None)
                             append(OK)
+                        elif heads[len(a0)] != h0:
+                            break
                         else:
                             append(execute([a0, a1, a2]))
                             if len(a0) == 4 and a0.lower() == b'quit':
@@ -538,10 +548,10 @@ class RedisServer(evioloop.Events):
                         done += 7
                     elif t == b'*1':
                         h0, a0 = next(two)
-                        if heads[len(a0)] != h0:
-                            break
-                        if a0 == b'PING' or a0 == b'ping':
+                        if (a0 == b'PING' or a0 == b'ping') and h0 == b'$4':
                             append(PONG)
+                        elif heads[len(a0)] != h0:
+                            break
                         else:
                             append(execute([a0]))
                             if len(a0) == 4 and a0.lower() == b'quit':

@@ -270,3 +270,12 @@ def test_http_plain_head_at_the_size_limit():
     for buf in (head, head[:-4] + b'a\r\n\r\n', PLAIN + head, b'\r\n' + head):
         got, want = feed_http([buf])
         assert got == want
+
+
+def test_redis_a_big_bulk_in_pieces():
+    value = bytes(range(256)) * 1200 + b'\r\n' * 5000            # 317 KB, CRLFs in it
+    data = resp(b'SET', b'k', value) + resp(b'GET', b'k') + resp(b'SET', b'k', b'v' * 70000)
+    pieces = [data[k:k + 16384] for k in range(0, len(data), 16384)]
+    got, want = feed(pieces)
+    assert got == want
+    assert b''.join(r for r, _ in got[0]) == b'+OK\r\n$%d\r\n%s\r\n+OK\r\n' % (len(value), value)

@@ -512,14 +512,18 @@ class RedisServer(evioloop.Events):
                             v = store.get(a1) if expires else data.get(a1)
                             if v is None:
                                 append(NIL)
-                            elif type(v) is bytes and len(v) < 4096:
-                                out += (bulk_heads[len(v)], v, b'\r\n')
                             else:
-                                append(bulk(store.get(a1)))
+                                try:
+                                    out += (bulk_heads[len(v)], v, b'\r\n')
+                                except (TypeError, IndexError):     # an int, 4 KiB+
+                                    append(bulk(store.get(a1)))
                         elif (a0 == b'INCR' or a0 == b'incr') and h0 == b'$4':
-                            v = data.get(a1, 0)
-                            if type(v) is int and v != LLONG_MAX and not expires:
-                                data[a1] = v = v + 1
+                            try:
+                                v = data[a1] + 1                    # an int (KeyError,
+                            except (KeyError, TypeError):           # TypeError: not yet)
+                                v = LLONG_MAX + 1
+                            if v <= LLONG_MAX and not expires:
+                                data[a1] = v
                                 append(b':%d\r\n' % v)
                             else:
                                 append(execute([a0, a1]))

@@ -519,8 +519,8 @@ class RedisServer(evioloop.Events):
                                     append(bulk(store.get(a1)))
                         elif (a0 == b'INCR' or a0 == b'incr') and h0 == b'$4':
                             try:
-                                v = data[a1] + 1                    # an int (KeyError,
-                            except (KeyError, TypeError):           # TypeError: not yet)
+                                v = data.get(a1, 0) + 1
+                            except TypeError:                       # bytes: not an int yet
                                 v = LLONG_MAX + 1
                             if v <= LLONG_MAX and not expires:
                                 data[a1] = v

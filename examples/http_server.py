@@ -36,11 +36,12 @@ _TARGET = re.compile(rb'[\x21-\x7e\x80-\xff]+')
 _VERSION = re.compile(rb'HTTP/([0-9])\.([0-9])')
 _FIELD_VALUE = re.compile(rb'[\x21-\x7e\x80-\xff \t]*')   # VCHAR, obs-text, SP, HTAB
 _DIGITS = re.compile(rb'[0-9]{1,18}')
-# HTTPServer.data's quick look: a well-formed HTTP/1.0 or 1.1 head (the minor digit
-# its group), then the names among its headers that could change the answer
+# HTTPServer.data's quick look: a well-formed HTTP/1.1 or 1.0 head (the minor digit
+# its group) with one Host and no Content-Length, Transfer-Encoding or Connection
+_FIELD = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\x21-\x7e\x80-\xff \t]*\r\n"
+_OTHER = rb'(?:(?!(?i:host|content-length|transfer-encoding|connection):)' + _FIELD + rb')*'
 _PLAIN_HEAD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e\x80-\xff]+ HTTP/1\.([01])\r\n"
-                         rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\x21-\x7e\x80-\xff \t]*\r\n)*\r\n")
-_SPECIAL_NAMES = re.compile(rb'\r\n(host|content-length|transfer-encoding|connection):', re.I)
+                         + _OTHER + rb'(?i:host):[\x21-\x7e\x80-\xff \t]*\r\n' + _OTHER + rb'\r\n')
 
 REASONS = {400: 'Bad Request', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
            501: 'Not Implemented', 505: 'HTTP Version Not Supported'}
@@ -242,20 +243,16 @@ class HTTPServer(evioloop.Events):
             # The common request, answered without parse_request: a whole head
             # that is well-formed, HTTP/1.1 or 1.0, has one Host and no
             # Content-Length, Transfer-Encoding or Connection header (so no body,
-            # and HTTP/1.0 closes). parse_request would take it the same way.
-            end = buf.find(b'\r\n\r\n', pos) + 4
-            if 4 <= end - pos <= MAX_HEAD:
-                m = _PLAIN_HEAD.fullmatch(buf, pos, end)
-                if m is not None:
-                    names = _SPECIAL_NAMES.findall(buf, m.end(1), end)
-                    if len(names) == 1 and len(names[0]) == 4:              # Host alone
-                        head = buf.startswith(b'HEAD ', pos)
-                        pos = end
-                        if m.group(1) == b'1':
-                            out.append(_HEAD_RESPONSE if head else RESPONSE)
-                            continue
-                        out.append(_HEAD_RESPONSE_CLOSE if head else RESPONSE_CLOSE)
-                        return self._close(stream, out)
+            # and HTTP/1.0 closes), as parse_request would answer it.
+            m = _PLAIN_HEAD.match(buf, pos)
+            if m is not None and m.end() - pos <= MAX_HEAD:
+                head = buf.startswith(b'HEAD ', pos)
+                pos = m.end()
+                if m.group(1) == b'1':
+                    out.append(_HEAD_RESPONSE if head else RESPONSE)
+                    continue
+                out.append(_HEAD_RESPONSE_CLOSE if head else RESPONSE_CLOSE)
+                return self._close(stream, out)
             try:
                 req, pos = parse_request(buf, pos)
             except HTTPError as err:

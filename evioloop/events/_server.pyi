@@ -1,0 +1,4 @@
+# Type stub for the compiled _server.pyx: internal to the Events API (no public names).
+from typing import Any
+
+def __getattr__(name: str) -> Any: ...

@@ -98,8 +98,8 @@ async def _stream_exchange(family, tls):
     finally:
         server.close()
         await server.wait_closed()
-        if family == 'unix':
-            os.unlink(path)
+        if family == 'unix' and os.path.exists(path):
+            os.unlink(path)     # 3.13+ servers remove their socket file themselves
     return sorted(set(log))
 
 

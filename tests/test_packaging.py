@@ -10,6 +10,7 @@ at, never installed, so it is compiled without optimisation to keep the test
 short.
 """
 import importlib.machinery
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,9 +24,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 for _module in ('setuptools', 'Cython', 'pip'):
-    try:
-        __import__(_module)
-    except ImportError:
+    # looked up, not imported: importing setuptools here would replace an
+    # already imported distutils (a warning on 3.10)
+    if importlib.util.find_spec(_module) is None:
         pytest.skip(f'{_module} is not installed: cannot build evioloop here '
                     f'(the test extra has it)', allow_module_level=True)
 

@@ -11,8 +11,8 @@ oversized one 431) and the connection is closed.
 
 The parser (`parse_request`, `parse_requests`) is plain Python with no I/O, so
 that it can be tested and fuzzed on its own. `HTTPServer.data` answers the
-plainest requests (a well-formed head with one Host and no body or Connection
-header) after one regex, without it, as parse_request would.
+plainest requests (a well-formed HTTP/1.1 head with one Host and no body or
+Connection header) after one regex match, without it, as parse_request would.
 """
 import argparse
 import re
@@ -29,18 +29,18 @@ _HEAD = (b'HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: text/plain\r\n
 RESPONSE = _HEAD + b'\r\n' + BODY                         # HTTP/1.1 keep-alive
 RESPONSE_CLOSE = _HEAD + b'Connection: close\r\n\r\n' + BODY
 RESPONSE_KEEP_ALIVE_10 = _HEAD + b'Connection: keep-alive\r\n\r\n' + BODY   # HTTP/1.0
-_HEAD_RESPONSE, _HEAD_RESPONSE_CLOSE = RESPONSE[:-len(BODY)], RESPONSE_CLOSE[:-len(BODY)]
+_HEAD_RESPONSE = RESPONSE[:-len(BODY)]
 
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _TARGET = re.compile(rb'[\x21-\x7e\x80-\xff]+')
 _VERSION = re.compile(rb'HTTP/([0-9])\.([0-9])')
 _FIELD_VALUE = re.compile(rb'[\x21-\x7e\x80-\xff \t]*')   # VCHAR, obs-text, SP, HTAB
 _DIGITS = re.compile(rb'[0-9]{1,18}')
-# HTTPServer.data's quick look: a well-formed HTTP/1.1 or 1.0 head (the minor digit
-# its group) with one Host and no Content-Length, Transfer-Encoding or Connection
+# HTTPServer.data's quick look: a well-formed HTTP/1.1 head with one Host and no
+# Content-Length, Transfer-Encoding or Connection header
 _FIELD = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\x21-\x7e\x80-\xff \t]*\r\n"
 _OTHER = rb'(?:(?!(?i:host|content-length|transfer-encoding|connection):)' + _FIELD + rb')*'
-_PLAIN_HEAD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e\x80-\xff]+ HTTP/1\.([01])\r\n"
+_PLAIN_HEAD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e\x80-\xff]+ HTTP/1\.1\r\n"
                          + _OTHER + rb'(?i:host):[\x21-\x7e\x80-\xff \t]*\r\n' + _OTHER + rb'\r\n')
 
 REASONS = {400: 'Bad Request', 413: 'Content Too Large', 431: 'Request Header Fields Too Large',
@@ -236,23 +236,24 @@ class HTTPServer(evioloop.Events):
         buf = stream.begin(in_)
         if type(buf) is not bytes:
             buf = bytes(buf)
+        # The plain request, answered without parse_request: a whole, well-formed
+        # HTTP/1.1 head with one Host and no Content-Length, Transfer-Encoding or
+        # Connection header (so no body, and keep-alive), as parse_request would.
+        m = _PLAIN_HEAD.match(buf)
+        if m is not None and m.end() == len(buf) <= MAX_HEAD and buf is in_:
+            # all of the input, nothing kept from before (nor to keep)
+            return _HEAD_RESPONSE if buf[0] == 0x48 and buf.startswith(b'HEAD ') else RESPONSE
         out = []
         pos = 0
         n = len(buf)
         while pos < n:
-            # The common request, answered without parse_request: a whole head
-            # that is well-formed, HTTP/1.1 or 1.0, has one Host and no
-            # Content-Length, Transfer-Encoding or Connection header (so no body,
-            # and HTTP/1.0 closes), as parse_request would answer it.
-            m = _PLAIN_HEAD.match(buf, pos)
+            if pos:
+                m = _PLAIN_HEAD.match(buf, pos)
             if m is not None and m.end() - pos <= MAX_HEAD:
-                head = buf.startswith(b'HEAD ', pos)
+                out.append(_HEAD_RESPONSE if buf[pos] == 0x48 and buf.startswith(b'HEAD ', pos)
+                           else RESPONSE)
                 pos = m.end()
-                if m.group(1) == b'1':
-                    out.append(_HEAD_RESPONSE if head else RESPONSE)
-                    continue
-                out.append(_HEAD_RESPONSE_CLOSE if head else RESPONSE_CLOSE)
-                return self._close(stream, out)
+                continue
             try:
                 req, pos = parse_request(buf, pos)
             except HTTPError as err:

@@ -279,3 +279,12 @@ def test_redis_a_big_bulk_in_pieces():
     got, want = feed(pieces)
     assert got == want
     assert b''.join(r for r, _ in got[0]) == b'+OK\r\n$%d\r\n%s\r\n+OK\r\n' % (len(value), value)
+
+
+def test_http_one_plain_request_per_call():
+    head = b'HEAD / HTTP/1.1\r\nHost: h\r\n\r\n'
+    pieces = [PLAIN, head, PLAIN[:10], PLAIN[10:], PLAIN, PLAIN + head, b'\r\n', PLAIN,
+              b'GET / HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n', PLAIN]
+    got, want = feed_http(pieces)
+    assert got == want and len(got) == 9 and got[-1][1]
+    assert [r.count(b'200 OK') for r, _ in got] == [1, 1, 0, 1, 1, 2, 0, 1, 0]

@@ -595,7 +595,8 @@ class RedisServer(evioloop.Events):
                         it = iter(toks)
                         continue
                     if not tail:
-                        stream.end(b'')
+                        if buf is not in_:              # (else the stream kept nothing)
+                            stream.end(b'')
                         return b''.join(out)
                     done = len(toks)                    # the tail, to the exact parser
             except (StopIteration, IndexError):         # a partial command, a bulk of 4 KiB+

@@ -257,7 +257,7 @@ class Store:
         self._exact = {}
         for name, (fn, arity) in COMMANDS.items():
             self._exact[name] = self._exact[name.upper()] = (
-                getattr(self, fn.__name__), abs(arity), arity if arity > 0 else INT_MAX)
+                fn.__get__(self), abs(arity), arity if arity > 0 else INT_MAX)
 
     def get(self, key):
         """The value (bytes) or None; a key whose time has come is deleted."""

@@ -490,11 +490,10 @@ class RedisServer(evioloop.Events):
             except ProtocolError:
                 pass                # (answered below)
         store = self.store
-        execute, data, expires = store.execute, store.data, store.expires
-        heads, bulk_heads, counts = _HEADERS, _BULK_HEADS, _COUNTS
+        data, expires = store.data, store.expires
+        heads, bulk_heads = _HEADERS, _BULK_HEADS
         out = []
         append = out.append
-        n = len(buf)
         toks = buf.split(b'\r\n', _SPLIT)
         tail = toks.pop()                       # not ended by a CRLF (yet)
         done = 0                                # toks[:done]: answered
@@ -526,11 +525,11 @@ class RedisServer(evioloop.Events):
                                 data[a1] = v
                                 append(b':%d\r\n' % v)
                             else:
-                                append(execute([a0, a1]))
+                                append(store.execute([a0, a1]))
                         elif heads[len(a0)] != h0:
                             break
                         else:
-                            append(execute([a0, a1]))
+                            append(store.execute([a0, a1]))
                             if len(a0) == 4 and a0.lower() == b'quit':
                                 return self._close(stream, out)
                         done += 5
@@ -546,7 +545,7 @@ class RedisServer(evioloop.Events):
                         elif heads[len(a0)] != h0:
                             break
                         else:
-                            append(execute([a0, a1, a2]))
+                            append(store.execute([a0, a1, a2]))
                             if len(a0) == 4 and a0.lower() == b'quit':
                                 return self._close(stream, out)
                         done += 7
@@ -557,19 +556,19 @@ class RedisServer(evioloop.Events):
                         elif heads[len(a0)] != h0:
                             break
                         else:
-                            append(execute([a0]))
+                            append(store.execute([a0]))
                             if len(a0) == 4 and a0.lower() == b'quit':
                                 return self._close(stream, out)
                         done += 3
                     elif t == b'PING' or t == b'ping':                      # inline
                         append(PONG)
                         done += 1
-                    elif (c := counts.get(t)) is not None:
+                    elif (c := _COUNTS.get(t)) is not None:
                         got = list(islice(it, c + c))
                         args = got[1::2]
                         if len(got) < c + c or list(map(heads.__getitem__, map(len, args))) != got[::2]:
                             break
-                        append(execute(args))
+                        append(store.execute(args))
                         if len(args[0]) == 4 and args[0].lower() == b'quit':
                             return self._close(stream, out)
                         done += c + c + 1
@@ -580,7 +579,7 @@ class RedisServer(evioloop.Events):
                         if args is None:
                             break
                         if args:
-                            append(execute(args))
+                            append(store.execute(args))
                             if len(args[0]) == 4 and args[0].lower() == b'quit':
                                 return self._close(stream, out)
                         done += 1
@@ -588,7 +587,7 @@ class RedisServer(evioloop.Events):
                         break
                 else:
                     if len(toks) == _SPLIT and tail:    # the split stopped early: split the rest
-                        kp = n - len(tail)
+                        kp = len(buf) - len(tail)
                         toks = tail.split(b'\r\n', _SPLIT)
                         tail = toks.pop()
                         done = ki = 0
@@ -605,7 +604,7 @@ class RedisServer(evioloop.Events):
             if done - ki <= len(toks) - done:
                 kp += sum(map(len, toks[ki:done])) + 2 * (done - ki)
             else:
-                kp = n - len(tail) - sum(map(len, toks[done:])) - 2 * (len(toks) - done)
+                kp = len(buf) - len(tail) - sum(map(len, toks[done:])) - 2 * (len(toks) - done)
             ki = done
             try:
                 args, end = parse_command(buf, kp)
@@ -616,7 +615,7 @@ class RedisServer(evioloop.Events):
                 stream.end(buf[kp:])
                 return b''.join(out)
             if args:
-                append(execute(args))
+                append(store.execute(args))
                 if len(args[0]) == 4 and args[0].lower() == b'quit':
                     return self._close(stream, out)
             while kp < end and ki < len(toks):

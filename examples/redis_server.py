@@ -500,7 +500,7 @@ class RedisServer(evioloop.Events):
         ki = kp = 0                             # toks[ki] starts at buf[kp]
         it = iter(toks)
         while True:
-            two, four, six = zip(it, it), zip(it, it, it, it), zip(it, it, it, it, it, it)
+            two, four, six = zip(it, it), zip(it, it, it, it), zip(it, it, it, it, it, it)  # noqa: B905
             try:
                 for t in it:
                     if t == b'*2':
@@ -566,7 +566,8 @@ class RedisServer(evioloop.Events):
                     elif (c := _COUNTS.get(t)) is not None:
                         got = list(islice(it, c + c))
                         args = got[1::2]
-                        if len(got) < c + c or list(map(heads.__getitem__, map(len, args))) != got[::2]:
+                        if (len(got) < c + c
+                                or list(map(heads.__getitem__, map(len, args))) != got[::2]):
                             break
                         append(store.execute(args))
                         if len(args[0]) == 4 and args[0].lower() == b'quit':

@@ -120,7 +120,7 @@ def test_redis_random_pipelines_in_random_pieces():
     for round_ in range(1500):
         data = b''.join(random_pipeline(rng, errors=round_ % 4 == 0) for _ in range(3))
         cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 12))))
-        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)], strict=True)]
         got, want = feed(pieces)
         assert got == want, pieces
 
@@ -157,7 +157,8 @@ def test_redis_more_tokens_than_one_split_takes():
 def test_redis_hot_commands_with_expiry_and_ints():
     pieces = [resp(b'SET', b'a', b'1', b'EX', b'100'), resp(b'INCR', b'a') + resp(b'GET', b'a')
               + resp(b'SET', b'b', b'x') + resp(b'GET', b'b') + resp(b'INCR', b'c') * 3,
-              resp(b'SET', b'a', b'2') + resp(b'GET', b'a') + resp(b'INCR', b'a') + resp(b'GET', b'c')
+              resp(b'SET', b'a', b'2') + resp(b'GET', b'a') + resp(b'INCR', b'a')
+              + resp(b'GET', b'c')
               + resp(b'SET', b'd', b'9223372036854775806') + resp(b'INCR', b'd') * 2]
     got, want = feed(pieces)
     assert got == want
@@ -220,7 +221,8 @@ def random_requests(rng, n=6):
         if rng.random() < 0.1:
             parts.append(b'\r\n' * rng.randint(1, 2))
         good = rng.random() < 0.75
-        method = rng.choice([b'GET', b'GET', b'HEAD', b'POST'] + ([] if good else [b'get', b'G(T', b'']))
+        method = rng.choice([b'GET', b'GET', b'HEAD', b'POST']
+                            + ([] if good else [b'get', b'G(T', b'']))
         target = rng.choice([b'/', b'/x?y=1', b'/\x80'] + ([] if good else [b'', b'/a b']))
         version = rng.choice([b'HTTP/1.1'] * 4 + [b'HTTP/1.0', b'HTTP/1.2']
                              + ([] if good else [b'HTTP/2.0', b'HTTX/1.1']))
@@ -242,7 +244,7 @@ def test_http_random_requests_in_random_pieces():
     for _ in range(3000):
         data = random_requests(rng) or PLAIN
         cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randint(0, 5))))
-        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
+        pieces = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)], strict=True)]
         got, want = feed_http(pieces)
         assert got == want, pieces
 

@@ -325,16 +325,20 @@ DIFF_CASES = [
     b'ECHO "a"b\r\n', b'ECHO "x\r\n', b'QUIT\r\nPING\r\n',
     # the hot path of data(): PING, GET, SET, INCR, in any spelling, and what it hands on
     (resp(b'SET', b'n', b'9223372036854775806') + resp(b'INCR', b'n') * 2 + resp(b'GET', b'n')
-     + resp(b'SET', b'm', b'01') + resp(b'INCR', b'm') + resp(b'incr', b'new') + resp(b'GET', b'new')
+     + resp(b'SET', b'm', b'01') + resp(b'INCR', b'm') + resp(b'incr', b'new')
+     + resp(b'GET', b'new')
      + resp(b'get', b'new') + resp(b'Get', b'new') + resp(b'PING') + resp(b'ping') + b'PING\r\n'
      + b'ping\r\n' + resp(b'SET', b'big', b'v' * 5000) + resp(b'GET', b'big') + resp(b'GET')
      + resp(b'GET', b'a', b'b') + resp(b'SET', b'k', b'a\r\nb') + resp(b'GET', b'k')
      + resp(b'INCR', b'k') + resp(b'SET', b'e', b'v', b'EX', b'100') + resp(b'GET', b'e')
-     + resp(b'SET', b'e', b'w') + resp(b'INCR', b'e') + resp(b'SET', b'x', b'') + resp(b'GET', b'x')),
+     + resp(b'SET', b'e', b'w') + resp(b'INCR', b'e') + resp(b'SET', b'x', b'')
+     + resp(b'GET', b'x')),
     resp(b'SET', b'n', b'-5') + resp(b'INCR', b'n') + resp(b'GET', b'n') + resp(b'SET', b'n', b' 1')
-    + resp(b'INCR', b'n') + resp(b'SET', b'n', b'1' * 18) + resp(b'INCR', b'n') + resp(b'GET', b'n'),
+    + resp(b'INCR', b'n') + resp(b'SET', b'n', b'1' * 18) + resp(b'INCR', b'n')
+    + resp(b'GET', b'n'),
     resp(b'SET', b'k', b'1') + resp(b'DEL', b'k') + resp(b'INCR', b'k') + resp(b'EXISTS', b'k')
-    + resp(b'ECHO', b'x') + resp(b'PING', b'x') + resp(b'SET', b'k', b'v', b'GET') + resp(b'GET', b'k')
+    + resp(b'ECHO', b'x') + resp(b'PING', b'x') + resp(b'SET', b'k', b'v', b'GET')
+    + resp(b'GET', b'k')
     + resp(b'quit', b'x') + resp(b'PING'),
     resp(b'GET', b'k') + b'ECHO a\nPING\r\n' + resp(b'Quit') + resp(b'PING'),
 ]

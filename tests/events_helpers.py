@@ -36,6 +36,7 @@ import time
 import pytest
 
 import evioloop
+from net_helpers import has_ipv6_loopback  # noqa: F401  (re-exported for the Events tests)
 
 MODES = ['native', 'stock', 'uvloop']
 ALL_MODES = MODES + ['net']
@@ -348,20 +349,6 @@ def target_of(addr):
 
 def port_of(server, index=0):
     return target_of(server.addrs[index])[1][1]
-
-
-def has_ipv6_loopback():
-    try:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    except OSError:
-        return False
-    try:
-        s.bind(('::1', 0))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 needs_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason='no IPv6 loopback')

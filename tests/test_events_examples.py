@@ -11,7 +11,6 @@ tests/test_examples_parsers.py.
 """
 import asyncio
 import functools
-import importlib.util
 import os
 import random
 import re
@@ -23,20 +22,7 @@ import sys
 import pytest
 
 import evioloop
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_example(name):
-    """examples/NAME.py, imported by path (once), as benchmarks/net does."""
-    key = f'_test_example_{name}'
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(ROOT, 'examples',
-                                                                        name + '.py'))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[key]
+from examples_loader import ROOT, load_example  # noqa: F401
 
 
 echo, http, rs = (load_example(n) for n in ('echo', 'http_server', 'redis_server'))

@@ -9,24 +9,8 @@ examples as they were: the exact parser called until it stops, each result
 answered in turn (the Reference servers below). tests/test_examples_parsers.py
 tests the parsers themselves, and the Redis replies against a real redis-server.
 """
-import importlib.util
-import os
 import random
-import sys
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_example(name):
-    """examples/NAME.py, imported by path (once), as benchmarks/net does."""
-    key = f'_test_example_{name}'
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(ROOT, 'examples',
-                                                                        name + '.py'))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[key]
+from examples_loader import ROOT, load_example  # noqa: F401
 
 
 rs = load_example('redis_server')

@@ -5,30 +5,15 @@ functions, tested here directly (tests/test_events_examples.py runs the
 servers). The Redis replies are also compared, byte for byte, with a real
 redis-server's when one is installed.
 """
-import importlib.util
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_example(name):
-    """examples/NAME.py, imported by path (once), as benchmarks/net does."""
-    key = f'_test_example_{name}'
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, os.path.join(ROOT, 'examples',
-                                                                        name + '.py'))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[key]
+from examples_loader import ROOT, load_example  # noqa: F401
 
 
 http = load_example('http_server')

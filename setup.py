@@ -17,7 +17,7 @@ def ext(name):
 
 setup(
     ext_modules=cythonize(
-        [ext("_poller"), ext("_core"), ext("_stream"), ext("events._server"), ext("events._conn"),
+        [ext("_poller"), ext("_handles"), ext("_core"), ext("_stream"), ext("events._server"), ext("events._conn"),
          ext("events._portable"), ext("events._udp")],
         compiler_directives=DIRECTIVES,
     ),

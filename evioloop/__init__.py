@@ -12,7 +12,7 @@ import sys
 import warnings
 from asyncio import unix_events
 
-from ._core import Handle, TimerHandle
+from ._handles import Handle, TimerHandle
 from ._poller import BACKEND  # "epoll" or "kqueue"
 from .loop import Loop
 from .events import (Action, Conn, Events, InputStream, LoadBalance, Options, Server,

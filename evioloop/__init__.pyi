@@ -3,7 +3,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
-from ._core import Handle as Handle, TimerHandle as TimerHandle
+from ._handles import Handle as Handle, TimerHandle as TimerHandle
 from .events import (
     Action as Action,
     Conn as Conn,

@@ -3,25 +3,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject
 
 from evioloop._poller cimport Poller, EVP_READ, EVP_WRITE
-
-
-cdef class Handle:
-    cdef readonly object _callback
-    cdef readonly object _args          # a tuple, or None once cancelled
-    cdef readonly object _context
-    cdef readonly object _loop
-    cdef readonly bint _cancelled
-    cdef public object _source_traceback
-    cdef object _repr
-    cdef object __weakref__
-
-    cdef int _run(self) except -1
-    cdef _report(self, exc, callback, args)
-
-
-cdef class TimerHandle(Handle):
-    cdef readonly double _when
-    cdef readonly bint _scheduled
+from evioloop._handles cimport Handle, TimerHandle
 
 
 cdef struct TimerEntry:

@@ -4,29 +4,5 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-class Handle:
-    """The loop's compiled callback handle (duck-compatible with asyncio.Handle)."""
-    def __init__(
-        self,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: contextvars.Context | None = None,
-    ) -> None: ...
-    def get_context(self) -> contextvars.Context: ...
-    def cancel(self) -> None: ...
-    def cancelled(self) -> bool: ...
-
-class TimerHandle(Handle):
-    def __init__(
-        self,
-        when: float,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: contextvars.Context | None = None,
-    ) -> None: ...
-    def when(self) -> float: ...
-
 class CoreLoop:
     """The compiled half of `evioloop.Loop`: run loop, ready queue, timers, fd table."""

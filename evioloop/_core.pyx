@@ -15,7 +15,6 @@ straight onto the ready queue: every access to it happens under the GIL and
 none of them can release it midway, so the queue itself is the thread-safe
 note queue; the poller's trigger only wakes a loop that is blocked.
 """
-cimport cython
 from libc.math cimport ceil
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
@@ -23,6 +22,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
+from evioloop._handles cimport Handle, TimerHandle, release_callback
 
 import inspect
 import os
@@ -36,14 +36,19 @@ from asyncio import futures as _futures
 from asyncio import tasks as _tasks
 
 cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
+    # the collector's slots, typed as CPython declares them (Cython's own
+    # declarations add exception checks that a tp_traverse must not have)
+    ctypedef int (*c_visitproc "visitproc")(PyObject *, void *) noexcept
+    ctypedef int (*c_traverseproc "traverseproc")(PyObject *, c_visitproc, void *) noexcept
+    ctypedef int (*c_inquiry "inquiry")(PyObject *) noexcept
+    ctypedef struct c_TypeObject "PyTypeObject":
+        c_traverseproc tp_traverse
+        c_inquiry tp_clear
 
 cdef object Future = _futures.Future
 cdef object Task = _tasks.Task
 cdef object _extract_stack = _format_helpers.extract_stack
-cdef object _format_callback_source = _format_helpers._format_callback_source
 # private in every version we support (3.10-3.13); repr() is a safe stand-in
 cdef object _format_handle = getattr(_base_events, '_format_handle', repr)
 cdef object _logger = _base_events.logger
@@ -62,147 +67,6 @@ cdef bint STOCK_CREATE_TASK_TAKES_KWARGS = any(
     for p in inspect.signature(_base_events.BaseEventLoop.create_task).parameters.values())
 cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = 100
 cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
-
-
-# ---------------------------------------------------------------- handles
-
-@cython.freelist(256)
-@cython.no_gc
-cdef class Handle:
-    """asyncio.Handle: a callback with its arguments and context.
-
-    Handles are not tracked by the garbage collector: call_soon would
-    otherwise pay for a collection every few hundred calls. That is safe
-    because a handle holds its callback and arguments only while it is
-    scheduled (and so reachable from the loop): the loop drops them once the
-    handle has run, cancel() drops them, and close() drops those of every
-    handle still queued. A cycle through a handle therefore cannot outlive
-    its schedule.
-    """
-
-    def __init__(self, callback, args, loop, context=None):
-        # Only Python code constructs a Handle this way; the loop uses new_handle.
-        if context is None:
-            context = PyContext_CopyCurrent()
-        self._callback = callback
-        self._args = tuple(args) if args is not None else ()
-        self._loop = loop
-        self._context = context
-        if loop is not None and loop.get_debug():
-            self._source_traceback = _extract_stack(_getframe(1))
-
-    cdef int _run(self) except -1:
-        cdef object callback = self._callback
-        cdef object args = self._args
-        cdef object context = self._context
-        try:
-            PyContext_Enter(context)
-            try:
-                if args:
-                    callback(*args)
-                else:
-                    callback()
-            finally:
-                PyContext_Exit(context)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report(exc, callback, args)
-        return 0
-
-    cdef _report(self, exc, callback, args):
-        cb = _format_callback_source(callback, args)
-        context = {
-            'message': f'Exception in callback {cb}',
-            'exception': exc,
-            'handle': self,
-        }
-        if self._source_traceback:
-            context['source_traceback'] = self._source_traceback
-        self._loop.call_exception_handler(context)
-
-    def _repr_info(self):
-        info = [self.__class__.__name__]
-        if self._cancelled:
-            info.append('cancelled')
-        if self._callback is not None:
-            info.append(_format_callback_source(self._callback, self._args))
-        if self._source_traceback:
-            frame = self._source_traceback[len(self._source_traceback) - 1]
-            info.append(f'created at {frame[0]}:{frame[1]}')
-        return info
-
-    def __repr__(self):
-        if self._repr is not None:
-            return self._repr
-        return '<{}>'.format(' '.join(self._repr_info()))
-
-    def get_context(self):
-        return self._context
-
-    def cancel(self):
-        if not self._cancelled:
-            self._cancelled = True
-            if self._loop is not None and self._loop.get_debug():
-                # keep the callback's description for "Executing ... took" logs
-                self._repr = repr(self)
-            self._callback = None
-            self._args = None
-
-    def cancelled(self):
-        return self._cancelled
-
-
-@cython.no_gc
-cdef class TimerHandle(Handle):
-    """asyncio.TimerHandle: a Handle with a deadline on the loop's clock."""
-
-    def __init__(self, when, callback, args, loop, context=None):
-        Handle.__init__(self, callback, args, loop, context)
-        self._when = when
-
-    def _repr_info(self):
-        info = Handle._repr_info(self)
-        info.insert(2 if self._cancelled else 1, f'when={self._when}')
-        return info
-
-    def when(self):
-        return self._when
-
-    def cancel(self):
-        if not self._cancelled and self._scheduled and isinstance(self._loop, CoreLoop):
-            (<CoreLoop>self._loop).ncancelled += 1
-        Handle.cancel(self)
-
-    def __hash__(self):
-        return hash(self._when)
-
-    def __lt__(self, other):
-        if isinstance(other, TimerHandle):
-            return self._when < (<TimerHandle>other)._when
-        return NotImplemented
-
-    def __gt__(self, other):
-        if isinstance(other, TimerHandle):
-            return self._when > (<TimerHandle>other)._when
-        return NotImplemented
-
-    def __le__(self, other):
-        if isinstance(other, TimerHandle):
-            return self._when < (<TimerHandle>other)._when or self == other
-        return NotImplemented
-
-    def __ge__(self, other):
-        if isinstance(other, TimerHandle):
-            return self._when > (<TimerHandle>other)._when or self == other
-        return NotImplemented
-
-    def __eq__(self, other):
-        if isinstance(other, TimerHandle):
-            o = <TimerHandle>other
-            return (self._when == o._when and self._callback == o._callback
-                    and self._args == o._args and self._cancelled == o._cancelled)
-        return NotImplemented
 
 
 # ---------------------------------------------------------------- fd owners
@@ -944,11 +808,46 @@ cdef class CoreLoop:
                 'watched_fds': sum(1 for o in self.owners if o is not None)}
 
 
-cdef inline void release_callback(Handle h):
-    # A handle that ran (or will never run) lets go of what it called; see
-    # Handle's docstring for why that matters.
-    h._callback = None
-    h._args = None
+# ---------------------------------------------------------------- the collector
+
+# The ready ring and the timer heap are C arrays, which Cython's generated
+# tp_traverse cannot see. Without them a loop dropped without close() with a
+# callback still queued is a cycle the collector cannot find (loop -> handle
+# -> loop), and the loop, its epoll fd and whatever the callbacks reach would
+# never be freed. So CoreLoop's slots are wrapped: traverse also visits the
+# queued handles, clear also drops them.
+
+cdef c_traverseproc cython_traverse_loop = NULL
+cdef c_inquiry cython_clear_loop = NULL
+
+
+cdef int traverse_loop(PyObject *o, c_visitproc visit, void *arg) noexcept:
+    cdef CoreLoop self = <CoreLoop>o
+    cdef Py_ssize_t i
+    cdef int r
+    if self.ready is not NULL:
+        for i in range(self.ready_len):
+            r = visit(self.ready[(self.ready_head + i) & (self.ready_cap - 1)], arg)
+            if r:
+                return r
+    if self.timers is not NULL:
+        for i in range(self.ntimers):
+            r = visit(self.timers[i].handle, arg)
+            if r:
+                return r
+    return cython_traverse_loop(o, visit, arg)
+
+
+cdef int clear_loop(PyObject *o) noexcept:
+    (<CoreLoop>o).clear_queues()
+    return cython_clear_loop(o)
+
+
+cdef c_TypeObject *loop_type = <c_TypeObject *><void *>CoreLoop
+cython_traverse_loop = loop_type.tp_traverse
+cython_clear_loop = loop_type.tp_clear
+loop_type.tp_traverse = traverse_loop
+loop_type.tp_clear = clear_loop
 
 
 cdef inline bint entry_lt(TimerEntry *a, TimerEntry *b):

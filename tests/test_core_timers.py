@@ -5,8 +5,6 @@ import time
 
 import pytest
 
-import evioloop
-
 
 def run_one_iteration(loop):
     loop.call_soon(loop.stop)
@@ -235,41 +233,3 @@ def test_compaction_many_rounds_keeps_counters_consistent(evloop):
     for h in live.values():
         h.cancel()
     assert fired == []
-
-
-@pytest.mark.parametrize('schedule', ['call_soon', 'call_later', 'call_at'])
-@pytest.mark.parametrize('ending', ['ran', 'cancelled', 'loop-closed'])
-def test_cycle_through_a_handle_is_collected(schedule, ending):
-    # evioloop's handles are not tracked by the GC; an object that keeps the
-    # handle of its own bound method must still be collectable once the handle
-    # ran, was cancelled, or its loop was closed with it still scheduled.
-    import gc
-    import weakref
-
-    loop = evioloop.new_event_loop()
-    try:
-        class Owner:
-            def fire(self):
-                self.fired = True
-
-        owner = Owner()
-        if schedule == 'call_soon':
-            owner.handle = loop.call_soon(owner.fire)
-        elif schedule == 'call_later':
-            owner.handle = loop.call_later(0 if ending == 'ran' else 3600, owner.fire)
-        else:
-            owner.handle = loop.call_at(loop.time() + (0 if ending == 'ran' else 3600),
-                                        owner.fire)
-        if ending == 'ran':
-            loop.run_until_complete(asyncio.sleep(0.01))
-            assert owner.fired
-        elif ending == 'cancelled':
-            owner.handle.cancel()
-        else:
-            loop.close()
-        ref = weakref.ref(owner)
-        del owner
-        gc.collect()
-        assert ref() is None
-    finally:
-        loop.close()

@@ -25,9 +25,16 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _stream
+from . import _compat
+_compat.check()  # one clear ImportError if this Python's asyncio lacks what we build on
+from . import _core, _stream  # noqa: E402
 
 __all__ = ['Loop']
+
+# 3.14 deprecates coroutines.iscoroutinefunction (a DeprecationWarning on every
+# call); its stock add_signal_handler uses the private one, which 3.10-3.13 lack
+_iscoroutinefunction = getattr(coroutines, '_iscoroutinefunction',
+                               coroutines.iscoroutinefunction)
 
 
 class _FdTableView(selectors.BaseSelector):
@@ -99,7 +106,7 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
 
     def add_signal_handler(self, sig, callback, *args):
         # the stock checks first, in the stock order, then the pipe
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
@@ -185,9 +192,11 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
                 # The C library answers numeric hosts and ports without any
                 # lookup, so this cannot block; anything else (a name, a
                 # service, an error) takes the stock path through the executor.
+                # int(): from 3.11 an IntFlag `|` would turn a bad value
+                # such as -1 into a valid set of flags
                 return socket.getaddrinfo(
                     host, port, family, type, proto,
-                    flags | socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+                    int(flags) | int(socket.AI_NUMERICHOST) | int(socket.AI_NUMERICSERV))
             except (socket.gaierror, UnicodeError, TypeError):
                 pass
         return await super().getaddrinfo(

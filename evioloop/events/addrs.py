@@ -89,7 +89,8 @@ def parse_addr(text):
         host = host[1:-1]
     elif ':' in host:
         raise ValueError(f'an IPv6 host must be in brackets, as [::1]:port, in {text!r}')
-    if not port.isdigit() or int(port) > 65535:
+    # ASCII digits only, as Go's strconv (str.isdigit also takes '²' and '١')
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f'bad port {port!r} in address {text!r}')
     a.host = host
     a.port = int(port)
@@ -153,8 +154,10 @@ def _bind(a, backlog):
             sock.bind(sockaddr)
         except OSError as exc:
             # the stock loop's wording (create_server)
+            # (some errors carry no strerror: "AF_UNIX path too long")
+            reason = (exc.strerror or str(exc)).lower()
             raise OSError(exc.errno, f'error while attempting to bind on address '
-                          f'{sockaddr!r} ({a.text!r}): {exc.strerror.lower()}') from None
+                          f'{sockaddr!r} ({a.text!r}): {reason}') from None
         if family == socket.AF_UNIX and not a.path.startswith('@'):
             a.unix_file = a.path
         if a.socktype == socket.SOCK_STREAM:

@@ -12,10 +12,15 @@ import sys
 import warnings
 from asyncio import unix_events
 
-from ._handles import Handle, TimerHandle
-from ._poller import BACKEND  # "epoll" or "kqueue"
-from .loop import Loop
-from .events import (Action, Conn, Events, InputStream, LoadBalance, Options, Server,
+# first: one clear ImportError if this Python's asyncio lacks a private name
+# that evioloop builds on, before a compiled module trips over it
+from . import _compat
+_compat.check()
+
+from ._handles import Handle, TimerHandle  # noqa: E402
+from ._poller import BACKEND  # noqa: E402 ("epoll" or "kqueue")
+from .loop import Loop  # noqa: E402
+from .events import (Action,  # noqa: E402 Conn, Events, InputStream, LoadBalance, Options, Server,
                      UdpConn, listen, serve, serve_async)
 
 __all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy', 'BACKEND',

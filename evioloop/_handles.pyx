@@ -6,6 +6,7 @@ The core (`_core.pyx`) creates them without running __init__ (`new_handle`,
 """
 cimport cython
 
+import inspect
 import sys
 
 from asyncio import format_helpers as _format_helpers
@@ -18,6 +19,17 @@ cdef extern from "Python.h":
 cdef object _extract_stack = _format_helpers.extract_stack
 cdef object _format_callback_source = _format_helpers._format_callback_source
 cdef object _getframe = sys._getframe
+# 3.13+ shows a callback's arguments only in debug mode, and the stock
+# handles say which mode through `debug=`
+cdef bint FORMAT_TAKES_DEBUG = (
+    'debug' in inspect.signature(_format_callback_source).parameters)
+
+
+cdef object format_callback(Handle h, object callback, object args):
+    if FORMAT_TAKES_DEBUG:
+        return _format_callback_source(
+            callback, args, debug=h._loop is not None and h._loop.get_debug())
+    return _format_callback_source(callback, args)
 
 
 @cython.freelist(256)
@@ -67,7 +79,7 @@ cdef class Handle:
         return 0
 
     cdef _report(self, exc, callback, args):
-        cb = _format_callback_source(callback, args)
+        cb = format_callback(self, callback, args)
         context = {
             'message': f'Exception in callback {cb}',
             'exception': exc,
@@ -82,7 +94,7 @@ cdef class Handle:
         if self._cancelled:
             info.append('cancelled')
         if self._callback is not None:
-            info.append(_format_callback_source(self._callback, self._args))
+            info.append(format_callback(self, self._callback, self._args))
         if self._source_traceback:
             frame = self._source_traceback[len(self._source_traceback) - 1]
             info.append(f'created at {frame[0]}:{frame[1]}')

@@ -25,9 +25,7 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _compat
-_compat.check()  # one clear ImportError if this Python's asyncio lacks what we build on
-from . import _core, _stream  # noqa: E402
+from . import _core, _stream
 
 __all__ = ['Loop']
 

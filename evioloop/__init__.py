@@ -20,8 +20,9 @@ _compat.check()
 from ._handles import Handle, TimerHandle  # noqa: E402
 from ._poller import BACKEND  # noqa: E402 ("epoll" or "kqueue")
 from .loop import Loop  # noqa: E402
-from .events import (Action,  # noqa: E402 Conn, Events, InputStream, LoadBalance, Options, Server,
-                     UdpConn, listen, serve, serve_async)
+from .events import (  # noqa: E402
+    Action, Conn, Events, InputStream, LoadBalance, Options, Server, UdpConn, listen, serve,
+    serve_async)
 
 __all__ = ['Loop', 'new_event_loop', 'run', 'install', 'EventLoopPolicy', 'BACKEND',
            'Handle', 'TimerHandle',

@@ -39,7 +39,7 @@ cdef class ServerCore:
     cdef int request_shutdown(self) except -1
     cdef int honour(self, object r, str what, conn) except -1
     cdef int call_pre_write(self) except -1
-    cdef int count_dropped(self) except -1
+    cdef int count_dropped(self, str why) except -1
 
 
 cdef int action_of(object a, str what) except -1

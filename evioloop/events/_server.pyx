@@ -125,14 +125,14 @@ cdef class ServerCore:
             self.report('pre_write', exc, None)
         return 0
 
-    cdef int count_dropped(self) except -1:
+    cdef int count_dropped(self, str why) except -1:
         cdef double now = time.monotonic()
         self.udp_dropped += 1
         if now - self.drop_logged_at >= 1.0:
             self.drop_logged_at = now
             self.loop.call_exception_handler({
-                'message': f'Events server: UDP send queue full ({UDP_QUEUE_MAX} '
-                           f'datagrams); {self.udp_dropped} dropped so far',
+                'message': f'Events server: UDP {why}; {self.udp_dropped} '
+                           f'datagrams dropped so far',
             })
         return 0
 

@@ -65,10 +65,20 @@ cdef class UdpConn:
         return f'<evioloop.UdpConn from {self.remote_addr!r} addr_index={self.addr_index}>'
 
 
+cdef str QUEUE_FULL = f'send queue full ({UDP_QUEUE_MAX} datagrams)'
+
+
+def portable_send_refused(ServerCore srv, exc):
+    """Portable mode: the host loop's datagram transport dropped a datagram
+    the kernel refused with ENOBUFS (asyncio's transports queue only what
+    EAGAIN refuses); count it as native mode counts an overflow."""
+    srv.count_dropped(f'send refused ({exc.strerror}) and dropped by the host loop')
+
+
 cdef int portable_sendto(UdpConn c, bytes data, addr) except -1:
     # the host transport buffers what the kernel refused; bound it here
     if c.transport.get_write_buffer_size() > UDP_QUEUE_MAX * 2048:
-        c.srv.count_dropped()
+        c.srv.count_dropped(QUEUE_FULL)
         return 0
     c.transport.sendto(data, addr)
     return 0
@@ -187,7 +197,7 @@ cdef class UdpOwner(FdOwner):
         if self.queue is None:
             self.queue = collections.deque()
         if len(self.queue) >= UDP_QUEUE_MAX:
-            return self.srv.count_dropped()
+            return self.srv.count_dropped(QUEUE_FULL)
         self.queue.append((data, addr))
         self.srv.core.modify(self, EVP_READ | EVP_WRITE)
         return 0

@@ -8,6 +8,7 @@ modes keep one set of rules (docs/events.md says where they
 differ).
 """
 import asyncio
+import errno
 
 from . import _portable, _udp
 
@@ -59,6 +60,10 @@ class DatagramAdapter(asyncio.DatagramProtocol):
         _udp.portable_datagram(self._srv, self._transport, self._index, data, addr)
 
     def error_received(self, exc):
+        if getattr(exc, 'errno', None) == errno.ENOBUFS:
+            # a send the kernel refused: the host transport dropped the datagram
+            _udp.portable_send_refused(self._srv, exc)
+            return
         # an ICMP error on the socket: not fatal, as in native mode
         self._srv.loop.call_exception_handler({
             'message': 'Events server: UDP receive error',

@@ -13,11 +13,15 @@ class Handle:
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context | None = None,
     ) -> None: ...
-    def get_context(self) -> contextvars.Context: ...
-    def cancel(self) -> None: ...
-    def cancelled(self) -> bool: ...
+    def get_context(self) -> contextvars.Context:
+        """The context the callback runs in."""
+    def cancel(self) -> None:
+        """Do not run the callback (a no-op once it ran or was cancelled)."""
+    def cancelled(self) -> bool:
+        """True once `cancel()` was called."""
 
 class TimerHandle(Handle):
+    """The loop's compiled timer handle (duck-compatible with asyncio.TimerHandle)."""
     def __init__(
         self,
         when: float,
@@ -26,4 +30,5 @@ class TimerHandle(Handle):
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context | None = None,
     ) -> None: ...
-    def when(self) -> float: ...
+    def when(self) -> float:
+        """The deadline, on the loop's clock (`loop.time()`)."""

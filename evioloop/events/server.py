@@ -96,9 +96,11 @@ class Server:
         return self._native
 
     def count_connections(self):
+        """How many connections are open now (TCP and Unix; UDP has none)."""
         return len(self._core.conns)
 
     def is_serving(self):
+        """True once `serving` has returned, until a shutdown starts."""
         return self._state == 'serving'
 
     def stop(self):

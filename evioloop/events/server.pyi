@@ -12,6 +12,7 @@ class Server:
     addrs: list[Any]
     """The bound addresses, in the order given, as the socket module gives them."""
     num_loops: int
+    """How many loops serve it (always 1 for now)."""
     # made by listen(), not by user code
     def __init__(self, events: Events, listeners: list[Any], loop: Any, native: bool,
                  num_loops: int) -> None: ...

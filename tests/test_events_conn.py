@@ -98,6 +98,29 @@ def test_write_and_writelines_inside_data(h):
     h.run(main())
 
 
+@pytest.mark.parametrize('bad', [None, 'text', 42])
+def test_write_of_a_non_bytes_is_a_type_error_naming_the_method(h, bad):
+    raised = []
+
+    def data(conn, in_):
+        for call in (lambda: conn.write(bad), lambda: conn.writelines([b'ok', bad])):
+            try:
+                call()
+            except TypeError as exc:
+                raised.append(str(exc))
+        return b'|' + in_
+
+    async def main():
+        async with h.serve(Events(data=data), 'tcp://127.0.0.1:0') as server:
+            c = await h.connect(server)
+            await c.send(b'x')
+            # the connection goes on; writelines wrote what came before the bad item
+            assert await c.recv_exactly(4) == b'ok|x'
+    h.run(main())
+    name = type(bad).__name__
+    assert raised == [f'Conn.write() takes a bytes-like object, not {name}'] * 2, raised
+
+
 def test_write_big_and_output_buffered(h):
     big = fill_pattern(8 << 20, seed=11)
     seen = {}

@@ -527,7 +527,7 @@ cdef class Conn(FdOwner):
 
     def write(self, data):
         """Write now: one send attempt, only the rest is queued (loop thread)."""
-        check_out(data, 'write')
+        check_out(data, 'Conn.write')
         self.send(data)
         if not self.in_call:
             self.after_call(NONE)

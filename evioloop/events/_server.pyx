@@ -28,8 +28,12 @@ cdef int action_of(object a, str what) except -1:
 
 
 cdef int check_out(object out, str what) except -1:
+    """`what` is the callback that returned `out` ('opened', 'data'), or the
+    Conn method it was handed to ('Conn.write', 'UdpConn.sendto')."""
     if type(out) is bytes or PyObject_CheckBuffer(out):
         return 0
+    if what.startswith(('Conn.', 'UdpConn.')):
+        raise TypeError(f'{what}() takes a bytes-like object, not {type(out).__name__}')
     raise TypeError(f'Events.{what}() returned {type(out).__name__} as its output; '
                     f'expected a bytes-like object or None')
 

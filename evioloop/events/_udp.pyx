@@ -55,7 +55,7 @@ cdef class UdpConn:
 
     def sendto(self, data, addr):
         """Send a datagram to any address from this listener."""
-        check_out(data, 'sendto')
+        check_out(data, 'UdpConn.sendto')
         if self.owner is not None:
             self.owner.send_py(bytes(data), addr)
         else:

@@ -22,7 +22,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
-from evioloop._handles cimport Handle, TimerHandle, release_callback
+from evioloop._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
 
 import inspect
 import os
@@ -806,6 +806,16 @@ cdef class CoreLoop:
         return {'ready': self.ready_len, 'timers': self.ntimers,
                 'cancelled_timers': self.ncancelled,
                 'watched_fds': sum(1 for o in self.owners if o is not None)}
+
+
+cdef int count_cancelled_timer(object loop) except -1:
+    if isinstance(loop, CoreLoop):
+        (<CoreLoop>loop).ncancelled += 1
+        return 1
+    return 0
+
+
+set_timer_cancel_hook(count_cancelled_timer)
 
 
 # ---------------------------------------------------------------- the collector

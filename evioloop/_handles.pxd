@@ -19,6 +19,13 @@ cdef class TimerHandle(Handle):
     cdef readonly bint _scheduled
 
 
+# How the core counts its cancelled timers without a Python call: the hook
+# returns 1 if `loop` is a core loop it counted for, 0 to fall back to
+# loop._timer_handle_cancelled(handle), the stock protocol.
+ctypedef int (*timer_cancel_hook)(object loop) except -1
+cdef void set_timer_cancel_hook(timer_cancel_hook hook) noexcept
+
+
 cdef inline void release_callback(Handle h):
     # A handle that ran (or will never run) lets go of what it called, so
     # that what it called is not kept alive by a handle the user still holds.

@@ -25,6 +25,14 @@ cdef bint FORMAT_TAKES_DEBUG = (
     'debug' in inspect.signature(_format_callback_source).parameters)
 
 
+cdef timer_cancel_hook cancel_hook = NULL
+
+
+cdef void set_timer_cancel_hook(timer_cancel_hook hook) noexcept:
+    global cancel_hook
+    cancel_hook = hook
+
+
 cdef object format_callback(Handle h, object callback, object args):
     if FORMAT_TAKES_DEBUG:
         return _format_callback_source(
@@ -32,7 +40,11 @@ cdef object format_callback(Handle h, object callback, object args):
     return _format_callback_source(callback, args)
 
 
-@cython.freelist(256)
+# A freelist big enough for a batch of a thousand queued callbacks: handles
+# taken from it are not new allocations, so they do not bring the next
+# collection of the young generation closer (each collection traverses the
+# queued handles).
+@cython.freelist(2048)
 @cython.no_gc_clear
 cdef class Handle:
     """asyncio.Handle: a callback with its arguments and context.
@@ -140,7 +152,8 @@ cdef class TimerHandle(Handle):
     def cancel(self):
         if not self._cancelled and self._scheduled:
             # the loop counts its cancelled timers to know when to compact
-            self._loop._timer_handle_cancelled(self)
+            if cancel_hook is NULL or not cancel_hook(self._loop):
+                self._loop._timer_handle_cancelled(self)
         Handle.cancel(self)
 
     def __hash__(self):

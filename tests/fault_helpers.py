@@ -16,10 +16,11 @@ import socket
 import struct
 import time
 
+import evioloop
+
 from net_helpers import LOOP_KINDS, open_fds, run  # noqa: F401  (re-exported)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
 
 
 def sha(data):
@@ -35,7 +36,10 @@ def linger0_close(sock):
 def subprocess_env():
     """The environment for a child Python that imports evioloop and these helpers."""
     env = dict(os.environ)
-    paths = [ROOT, HERE] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p]
+    # the evioloop this test imported (installed, or built in place), never
+    # a source tree without its compiled modules
+    paths = ([os.path.dirname(os.path.dirname(evioloop.__file__)), HERE]
+             + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
     env['PYTHONPATH'] = os.pathsep.join(paths)
     env.pop('PYTHONASYNCIODEBUG', None)
     return env

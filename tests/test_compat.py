@@ -20,6 +20,7 @@ import textwrap
 
 import pytest
 
+import evioloop
 from evioloop import _compat
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,7 +66,8 @@ def _import_after(patch):
         'except BaseException as exc:',
         '    print(type(exc).__name__, exc)',
     ])
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    # the evioloop this test imported (installed, or built in place)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(evioloop.__file__)))
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                           env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -68,8 +68,10 @@ def _import_after(patch):
     ])
     # the evioloop this test imported (installed, or built in place)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(evioloop.__file__)))
+    # cwd: `python -c` puts the working directory first on sys.path, and in a
+    # tox env that is the repository, whose evioloop has no compiled modules
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
-                          env=env, timeout=60)
+                          env=env, timeout=60, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stderr
     kind, _, text = proc.stdout.strip().partition(' ')
     return kind, text

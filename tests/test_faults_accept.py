@@ -11,6 +11,7 @@ variant (the backlog served once the limit is put back).
 """
 import errno
 import json
+import os
 import subprocess
 import sys
 
@@ -116,8 +117,11 @@ finally:
 @pytest.mark.parametrize('api', ['protocol', 'events'])
 @pytest.mark.parametrize('kind', LOOP_KINDS)
 def test_emfile_on_accept_then_recovery(kind, api):
+    # cwd: `python -c` puts the working directory first on sys.path (in a tox
+    # env, the repository, whose evioloop has no compiled modules)
     proc = subprocess.run([sys.executable, '-c', CHILD, kind, api], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     # the stock loop's report, once per time accept() ran out (it stops

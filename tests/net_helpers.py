@@ -10,10 +10,14 @@ import asyncio
 import contextlib
 import os
 import random
+import select
 import shutil
+import signal
 import socket
 import sys
 import tempfile
+import time
+import traceback
 
 import evioloop
 
@@ -372,3 +376,46 @@ async def spin(n=20, delay=0.0):
         await asyncio.sleep(0)
     while loop.time() < end:
         await asyncio.sleep(0.005)
+
+
+def run_in_fork(child_main, timeout=20.0):
+    """Run child_main() in a forked child; return (exit code, what it wrote).
+
+    The child writes str(child_main()) (or its traceback: exit code 2) to a
+    pipe and never returns into pytest. A child still running after
+    `timeout` seconds is killed, and the test sees it hung.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 3
+        try:
+            os.close(r)
+            os.write(w, str(child_main()).encode())
+            code = 0
+        except BaseException:  # noqa: BLE001 - report anything to the parent
+            try:
+                os.write(w, traceback.format_exc().encode())
+            except BaseException:  # noqa: BLE001
+                pass
+            code = 2
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks = []
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([r], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)     # a hung child fails the test
+                chunks.append(b'(the child hung: killed)')
+                break
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b''.join(chunks).decode()

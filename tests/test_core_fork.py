@@ -3,11 +3,11 @@ refuses to run there, with a clear error."""
 import asyncio
 import os
 import sys
-import traceback
 
 import pytest
 
 import evioloop
+from net_helpers import run_in_fork
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork'),
@@ -19,33 +19,7 @@ pytestmark = [
 
 def _in_child(child_main):
     """Run child_main() in a forked child; return (exit code, what it wrote)."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 3
-        try:
-            os.close(r)
-            msg = child_main()
-            os.write(w, str(msg).encode())
-            code = 0
-        except BaseException:  # noqa: BLE001 - report anything to the parent
-            try:
-                os.write(w, traceback.format_exc().encode())
-            except BaseException:  # noqa: BLE001
-                pass
-            code = 2
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b''.join(chunks).decode()
+    return run_in_fork(child_main)
 
 
 async def _exercise():

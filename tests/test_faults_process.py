@@ -9,12 +9,9 @@ import gc
 import logging
 import os
 import re
-import select
-import signal
 import socket
 import threading
 import time
-import traceback
 import weakref
 
 import pytest
@@ -22,6 +19,7 @@ import pytest
 import evioloop
 from evioloop.events import Events, listen
 from fault_helpers import LOOP_KINDS, Echo, connect, run, sha, sock_echo
+from net_helpers import run_in_fork
 
 
 @pytest.fixture(params=LOOP_KINDS)
@@ -138,53 +136,22 @@ def _fork(st, what):
     st holds the only references to the parent's loop and what uses it, so
     that the child can drop them all ('collect').
     """
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        code = 3
-        try:
-            os.close(r)
-            note = ''
-            if what == 'close':
-                try:
-                    st['loop'].close()
-                    note = 'closed'
-                except RuntimeError as exc:
-                    note = f'refused: {exc}'
-            elif what == 'collect':
-                ref = weakref.ref(st['loop'])
-                st.clear()
-                gc.collect()
-                note = 'collected' if ref() is None else 'still referenced'
-            ok = evioloop.run(_child_round_trips())
-            os.write(w, f'{ok}|{note}'.encode())
-            code = 0
-        except BaseException:  # noqa: BLE001 - report anything to the parent
+    def child():
+        note = ''
+        if what == 'close':
             try:
-                os.write(w, traceback.format_exc().encode())
-            except BaseException:  # noqa: BLE001
-                pass
-            code = 2
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks = []
-    try:
-        end = time.monotonic() + 20
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([r], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)     # a hung child fails the test
-                chunks.append(b'(the child hung: killed)')
-                break
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), b''.join(chunks).decode()
+                st['loop'].close()
+                note = 'closed'
+            except RuntimeError as exc:
+                note = f'refused: {exc}'
+        elif what == 'collect':
+            ref = weakref.ref(st['loop'])
+            st.clear()
+            gc.collect()
+            note = 'collected' if ref() is None else 'still referenced'
+        ok = evioloop.run(_child_round_trips())
+        return f'{ok}|{note}'
+    return run_in_fork(child)
 
 
 def _addrs(st):

@@ -1,4 +1,5 @@
 """Builds evioloop's compiled layers; pyproject.toml holds the metadata."""
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -16,15 +17,18 @@ DIRECTIVES = {
 }
 
 
-def ext(name):
-    path = name.replace(".", "/")
-    return Extension(f"evioloop.{name}", [f"evioloop/{path}.pyx"], include_dirs=["evioloop"])
+def ext(path):
+    name = path[:-len(".pyx")].replace("/", ".")
+    return Extension(name, [path], include_dirs=["evioloop"])
+
+
+# every .pyx is one extension module, named after its path
+SOURCES = sorted(glob.glob("evioloop/**/*.pyx", recursive=True))
 
 
 setup(
     ext_modules=cythonize(
-        [ext("_poller"), ext("_handles"), ext("_core"), ext("_stream"),
-         ext("events._server"), ext("events._conn"), ext("events._portable"), ext("events._udp")],
+        [ext(path) for path in SOURCES],
         compiler_directives=DIRECTIVES,
         nthreads=JOBS,
     ),

@@ -127,6 +127,10 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
+    # -- datagram sockets (layer 3)
+
+    # -- pipes and subprocesses (layer 3)
+
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
                        backlog=100, *args, **kwargs):
         if sslcontext is not None:

@@ -83,7 +83,13 @@ class _FdMap(collections.abc.Mapping):
 
 
 class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
-    """The evioloop event loop."""
+    """The evioloop event loop: an `asyncio.AbstractEventLoop` on evio's dispatch.
+
+    Create it with `evioloop.new_event_loop()` (or run a coroutine on a fresh
+    one with `evioloop.run()`). Every method behaves as the stock Unix loop's
+    of the running Python, raising the same exceptions; see the API reference
+    for the few that evioloop defines itself.
+    """
 
     def __init__(self):
         super().__init__(selector=_FdTableView(self))
@@ -103,6 +109,12 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         self._internal_fds -= 1
 
     def add_signal_handler(self, sig, callback, *args):
+        """Run `callback(*args)` on the loop whenever signal `sig` arrives.
+
+        As the stock loop: raises TypeError for a coroutine (function),
+        ValueError for a bad signal number, RuntimeError if the loop is closed
+        or the handler cannot be set from this thread (not the main thread).
+        """
         # the stock checks first, in the stock order, then the pipe
         if coroutines.iscoroutine(callback) or _iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
@@ -179,6 +191,10 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
     # -- closing
 
     def close(self):
+        """Close the loop: its executor, signal handlers and the core's fds.
+
+        Raises RuntimeError if the loop is running; closing twice does nothing.
+        """
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
@@ -189,6 +205,12 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
     # -- name resolution: numeric hosts need no thread
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """`socket.getaddrinfo` without blocking the loop.
+
+        Numeric hosts and ports are answered at once (outside debug mode);
+        anything else goes through the executor as on the stock loop. Raises
+        `socket.gaierror` (or the TypeError/UnicodeError) the stock loop raises.
+        """
         if not self._debug:
             try:
                 # The C library answers numeric hosts and ports without any

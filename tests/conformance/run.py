@@ -28,8 +28,9 @@ restarts the module without it and the tests already done.
 The compiled, installed evioloop is used, never the source tree: the repository
 root is removed from sys.path and the worker checks where evioloop came from.
 uvloop (`--loop uvloop`, in `all`) is wired in like evioloop, through its
-policy and factory. It has no entries in expected_failures.py: the stock tests
-it fails (many test the stock loop's internals) count as fail/err, as measured.
+policy and factory, plus one shim of the tests' own harness (UVLOOP_SHIM). It
+has no entries in expected_failures.py: the stock tests it fails (many test
+the stock loop's internals) count as fail/err, as measured.
 
 --json PATH is rewritten after every module with `"complete": false`, and a
 last time with `"complete": true`: a crash keeps the modules already run.
@@ -98,6 +99,28 @@ def available_modules():
 
 
 # ------------------------------------------------------------------ worker
+
+UVLOOP_SHIM = ("test_utils.TestCase.close_loop, the tearDown of most modules, reads "
+               "the stock attribute loop._default_executor; for a uvloop loop it does "
+               "what the stock one does through public methods instead "
+               "(shutdown_default_executor(), close())")
+
+
+def _uvloop_close_loop(uvloop):
+    """UVLOOP_SHIM: without it nearly every test that passed on uvloop is an error
+    in its tearDown (AttributeError: no _default_executor), which says nothing
+    about the loop."""
+    from test.test_asyncio import utils as test_utils
+    stock_close_loop = test_utils.TestCase.close_loop
+
+    def close_loop(loop):
+        if not isinstance(loop, uvloop.Loop):
+            return stock_close_loop(loop)
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    test_utils.TestCase.close_loop = staticmethod(close_loop)
+
 
 def _worker(args):
     _guard_sys_path()
@@ -192,6 +215,7 @@ def _worker(args):
             current['kinds'].add('uv')
             return orig_uv_init(self, *a, **kw)
         uvloop.Loop.__init__ = counting_uv_init
+        _uvloop_close_loop(uvloop)
 
     emit({'meta': {
         'python': sys.version.split()[0],
@@ -201,6 +225,7 @@ def _worker(args):
         'evioloop': (getattr(evioloop, '__file__', None)),
         'evioloop_version': getattr(evioloop, '__version__', None),
         'uvloop_version': getattr(uvloop, '__version__', None),
+        'harness_shim': UVLOOP_SHIM if uvloop is not None else None,
         'module': args.worker,
         'adaptation': adapters.describe(args.worker),
     }})
@@ -582,12 +607,29 @@ def print_report(runs, loops, verbose, stream=sys.stdout):
     return bad
 
 
-def write_json(path, runs, loops, complete):
-    """Every record of runs to path, atomically (a temporary file renamed)."""
+def _run_doc(mr):
+    return {'module': mr.module, 'loop': mr.loop, 'counts': mr.counts(),
+            'seconds': round(mr.seconds, 1), 'meta': mr.meta,
+            'problems': mr.problems, 'records': mr.records}
+
+
+def write_json(path, runs, loops, complete, base=None):
+    """Every record of runs to path, atomically (a temporary file renamed).
+
+    base: a complete earlier file of this Python (--update): its runs are
+    kept but for the (module, loop) pairs in runs, which replace them.
+    """
+    docs = [_run_doc(mr) for mr in runs]
+    if base is not None:
+        new = {(d['module'], d['loop']): d for d in docs}
+        order = [(r['module'], r['loop']) for r in base['runs']]
+        order += [k for k in new if k not in order]
+        old = {(r['module'], r['loop']): r for r in base['runs']}
+        docs = [new.get(k) or old[k] for k in order]
+        loops = list(base.get('loops', [])) + [lp for lp in loops
+                                               if lp not in base.get('loops', [])]
     doc = {'python': sys.version.split()[0], 'loops': list(loops), 'complete': complete,
-           'runs': [{'module': mr.module, 'loop': mr.loop, 'counts': mr.counts(),
-                     'seconds': round(mr.seconds, 1), 'meta': mr.meta,
-                     'problems': mr.problems, 'records': mr.records} for mr in runs]}
+           'runs': docs}
     tmp = f'{path}.tmp{os.getpid()}'
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(doc, f, indent=1)
@@ -612,6 +654,8 @@ def main(argv=None):
     p.add_argument('--max-restarts', type=int, default=5,
                    help='hung/crashed tests tolerated per module before giving up')
     p.add_argument('--json', metavar='PATH', help='write every record to PATH')
+    p.add_argument('--update', action='store_true',
+                   help="with --json: keep PATH's other runs, replace those run now")
     p.add_argument('--keep', action='store_true', help='keep the worker scratch dirs')
     p.add_argument('--list', action='store_true', help='list the modules and exit')
     p.add_argument('--allow-source-tree', action='store_true',
@@ -658,7 +702,16 @@ def main(argv=None):
     t0 = time.monotonic()
     # --json is rewritten after every module (complete: false until the
     # end), so a crash or a Ctrl-C keeps the modules already run
-    save = (lambda done, complete: write_json(opts.json, done, loops, complete)) \
+    base = None
+    if opts.update:
+        if not opts.json:
+            p.error('--update needs --json')
+        with open(opts.json, encoding='utf-8') as f:
+            base = json.load(f)
+        if base.get('python') != sys.version.split()[0] or base.get('complete') is False:
+            p.error(f'--update: {opts.json} is not a complete file of Python '
+                    f'{sys.version.split()[0]}')
+    save = (lambda done, complete: write_json(opts.json, done, loops, complete, base)) \
         if opts.json else (lambda done, complete: None)
     if opts.jobs > 1:
         from concurrent.futures import ThreadPoolExecutor, as_completed

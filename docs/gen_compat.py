@@ -203,7 +203,9 @@ def _details(runs):
                     why = rec.get('expected') or (rec.get('detail') or '').strip()
                     why = why.splitlines()[-1].strip() if why else ''
                     if final in ('fail', 'err'):
-                        reasons[why] = reasons.get(why, 0) + 1
+                        where = _raised_in(rec.get('detail') or '')
+                        key = f'{why} (in {where})' if where else why
+                        reasons[key] = reasons.get(key, 0) + 1
                     items.append(f'- `{rec.get("id")}`: {final}'
                                  + (f' ({_escape(why[:160])})' if why else ''))
             for p in run.get('problems', []):
@@ -220,10 +222,17 @@ def _details(runs):
                    f'failures"\n\n{body}')
         common = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
         if common and sum(reasons.values()) >= 10:
-            out.append(f'The most common last lines of {label}\'s failures and errors: '
+            out.append(f'The most common causes of {label}\'s failures and errors '
+                       '(the last line of the traceback, and the function it ends in): '
                        + '; '.join(f'{n} x `{_escape(why[:120]) or "(none)"}`'
                                    for why, n in common) + '.')
     return out
+
+
+def _raised_in(detail):
+    """The function of a traceback's last frame ('set_child_watcher'), or ''."""
+    frames = re.findall(r'^\s*File "[^"]*", line \d+, in (\S+)', detail, re.M)
+    return frames[-1] if frames else ''
 
 
 def _escape(text):

@@ -204,7 +204,7 @@ def _details(runs):
                     why = why.splitlines()[-1].strip() if why else ''
                     if final in ('fail', 'err'):
                         where = _raised_in(rec.get('detail') or '')
-                        key = f'{why} (in {where})' if where else why
+                        key = f'{why[:120]} (in {where[:60]})' if where else why[:120]
                         reasons[key] = reasons.get(key, 0) + 1
                     items.append(f'- `{rec.get("id")}`: {final}'
                                  + (f' ({_escape(why[:160])})' if why else ''))
@@ -224,7 +224,7 @@ def _details(runs):
         if common and sum(reasons.values()) >= 10:
             out.append(f'The most common causes of {label}\'s failures and errors '
                        '(the last line of the traceback, and the function it ends in): '
-                       + '; '.join(f'{n} x `{_escape(why[:120]) or "(none)"}`'
+                       + '; '.join(f'{n} x "{_escape(why) or "(none)"}"'
                                    for why, n in common) + '.')
     return out
 

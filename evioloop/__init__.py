@@ -33,12 +33,27 @@ __version__ = '0.1.0'
 
 
 def new_event_loop():
-    """Return a new evioloop event loop."""
+    """Return a new evioloop event loop (an `evioloop.Loop`), not set as current.
+
+    Raises:
+        OSError: the kernel refused the loop's poller or wakeup file
+            descriptors (out of file descriptors, for one).
+    """
     return Loop()
 
 
 def run(main, *, debug=None):
-    """Run a coroutine on a new evioloop loop, as asyncio.run() does."""
+    """Run coroutine `main` on a new evioloop loop, as asyncio.run() does.
+
+    The loop is made, set as the current loop, and closed at the end (after
+    the remaining tasks are cancelled and async generators and the default
+    executor are shut down). Returns what `main` returns; an exception of
+    `main` propagates.
+
+    Raises:
+        RuntimeError: called while an event loop runs in this thread.
+        ValueError: `main` is not a coroutine.
+    """
     if asyncio.events._get_running_loop() is not None:
         # before any loop exists, as asyncio.run() checks
         raise RuntimeError("evioloop.run() cannot be called from a running event loop")
@@ -82,6 +97,12 @@ class EventLoopPolicy(unix_events._UnixDefaultEventLoopPolicy):
     """The legacy way in: an event loop policy whose loops are evioloop's."""
 
     def __init__(self):
+        """A policy whose `new_event_loop()` makes `evioloop.Loop`s.
+
+        Warns:
+            DeprecationWarning: on Python 3.14 and later, where asyncio
+                deprecates event loop policies.
+        """
         _warn_policy_deprecated('evioloop.EventLoopPolicy')
         super().__init__()
 
@@ -92,7 +113,15 @@ class EventLoopPolicy(unix_events._UnixDefaultEventLoopPolicy):
 
 
 def install():
-    """Make evioloop the loop of asyncio's default policy (legacy)."""
+    """Make evioloop the loop of asyncio's default policy (legacy).
+
+    Sets a new `EventLoopPolicy` as asyncio's event loop policy: from then
+    on `asyncio.new_event_loop()` and `asyncio.run()` use evioloop.
+
+    Warns:
+        DeprecationWarning: on Python 3.14 and later, where asyncio deprecates
+            event loop policies.
+    """
     _warn_policy_deprecated('evioloop.install()')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeprecationWarning)

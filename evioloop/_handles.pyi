@@ -12,7 +12,13 @@ class Handle:
         args: tuple[Any, ...],
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context | None = None,
-    ) -> None: ...
+    ) -> None:
+        """A handle that calls `callback(*args)` in `context` when the loop runs it.
+
+        `context` None: a copy of the current context. The loop makes its
+        handles itself (`call_soon` and the like); this is for code that
+        builds a handle as it would an `asyncio.Handle`.
+        """
     def get_context(self) -> contextvars.Context:
         """The context the callback runs in."""
     def cancel(self) -> None:
@@ -29,6 +35,11 @@ class TimerHandle(Handle):
         args: tuple[Any, ...],
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context | None = None,
-    ) -> None: ...
+    ) -> None:
+        """A handle for `callback(*args)` due at `when`, on the loop's clock.
+
+        `context` None: a copy of the current context. The loop makes its
+        timer handles itself (`call_later`, `call_at`).
+        """
     def when(self) -> float:
         """The deadline, on the loop's clock (`loop.time()`)."""

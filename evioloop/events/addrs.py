@@ -50,7 +50,17 @@ def _truthy(value):
 
 
 def parse_addr(text):
-    """Parse one evio address; ValueError (naming it) if it is malformed."""
+    """Parse one evio address, `scheme://address?option=value`, into a ListenAddr.
+
+    Schemes: tcp, tcp4, tcp6, udp, udp4, udp6, unix, each with an optional
+    `-net` (evio's switch to its portable mode); no scheme means tcp. The one
+    option is `reuseport=true|false`.
+
+    Raises:
+        TypeError: `text` is not a str.
+        ValueError: `text` is malformed (an unknown scheme or option, no
+            port or no path); the message names the address.
+    """
     if not isinstance(text, str):
         raise TypeError(f'an address must be a str, not {type(text).__name__}')
     a = ListenAddr(text)

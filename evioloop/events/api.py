@@ -133,10 +133,15 @@ class InputStream:
     __slots__ = ('_buf',)
 
     def __init__(self):
+        """An empty stream: nothing kept."""
         self._buf = b''
 
     def begin(self, packet):
-        """The bytes kept so far followed by `packet`; `packet` itself if none."""
+        """The bytes kept so far followed by `packet`; `packet` itself if none.
+
+        Raises:
+            TypeError: bytes are kept and `bytes(packet)` fails (a str, say).
+        """
         if not self._buf:
             return packet
         if packet:
@@ -144,8 +149,13 @@ class InputStream:
         return self._buf
 
     def end(self, rest):
-        """Keep `rest` (copied: `begin`'s packet may be the loop's buffer)."""
+        """Keep `rest` (copied: `begin`'s packet may be the loop's buffer).
+
+        Raises:
+            TypeError: `bytes(rest)` fails (a str, say).
+        """
         self._buf = bytes(rest) if rest else b''
 
     def __len__(self):
+        """How many bytes are kept: the length of what the last `end()` got."""
         return len(self._buf)

@@ -71,6 +71,7 @@ class Server:
     """A running Events server (what `serving`, `shutdown` and `listen` get)."""
 
     def __init__(self, events, listeners, loop, native, num_loops):
+        """Made by `listen()` (and so `serve`, `serve_async`), not by user code."""
         self._events = events
         self._listeners = listeners
         self._loop = loop
@@ -104,20 +105,30 @@ class Server:
         return self._state == 'serving'
 
     def stop(self):
-        """Start a clean shutdown; from any thread."""
+        """Start a clean shutdown, from any thread; return at once.
+
+        Every connection is closed and gets `closed`, the listeners close,
+        then `shutdown` runs; `wait_closed()` waits for the end. A call
+        while the server is not serving (a second call, say) does nothing.
+        """
         if threading.get_ident() == self._core.thread_id:
             self._request_shutdown()
         else:
             self._loop.call_soon_threadsafe(self._request_shutdown)
 
     async def wait_closed(self):
-        """Wait until the shutdown has finished."""
+        """Wait until the shutdown has finished (`shutdown` has run).
+
+        Cancelling the wait does not cancel the shutdown.
+        """
         await asyncio.shield(self._closed)
 
     async def __aenter__(self):
+        """`async with await listen(...) as server:` gives the server itself."""
         return self
 
     async def __aexit__(self, *exc_info):
+        """Leaving the `async with` block: `stop()`, then `wait_closed()`."""
         self.stop()
         await self.wait_closed()
 
@@ -233,9 +244,21 @@ class Server:
 async def listen(events, *addrs, portable=False):
     """Open every listener and start serving; return the `Server` at once.
 
-    Raises ValueError for a malformed address, OSError when one cannot be
-    bound (nothing is served and nothing is left behind then), and
-    NotImplementedError for more than one loop.
+    Every address is bound before anything is served: when one fails,
+    nothing is served and nothing is left behind (sockets closed, Unix
+    socket files removed). `portable=True` serves through asyncio
+    transports (as on any other loop) instead of evioloop's compiled path.
+
+    Raises:
+        ValueError: no address, a malformed one (see `parse_addr`),
+            `reuseport` where the platform has none, or an
+            `events.load_balance` that is not a `LoadBalance`.
+        TypeError: an address that is not a str, `events.num_loops` that is
+            not an int, or `serving` returned something that is not an action.
+        OSError: an address cannot be resolved or bound (FileExistsError:
+            a Unix socket path exists and is not a socket).
+        NotImplementedError: `events.num_loops` asks for more than one loop.
+        RuntimeError: no event loop is running (as asyncio raises it).
     """
     num_loops = _check_events(events)
     loop = asyncio.get_running_loop()
@@ -256,7 +279,12 @@ async def listen(events, *addrs, portable=False):
 
 
 async def serve_async(events, *addrs, portable=False):
-    """Serve until the server shuts down; cancelling shuts it down cleanly."""
+    """Serve until the server shuts down; cancelling shuts it down cleanly.
+
+    Raises:
+        ValueError, TypeError, OSError, NotImplementedError: as `listen()`.
+        asyncio.CancelledError: once a cancelled server has shut down.
+    """
     server = await listen(events, *addrs, portable=portable)
     try:
         await asyncio.shield(server._closed)
@@ -267,7 +295,13 @@ async def serve_async(events, *addrs, portable=False):
 
 
 def serve(events, *addrs, portable=False):
-    """evio's Serve: block until the server shuts down, on a new evioloop loop."""
+    """evio's Serve: block until the server shuts down, on a new evioloop loop.
+
+    Raises:
+        RuntimeError: called while an event loop runs in this thread (await
+            `serve_async()` there).
+        ValueError, TypeError, OSError, NotImplementedError: as `listen()`.
+    """
     from .. import run
     if asyncio.events._get_running_loop() is not None:
         raise RuntimeError('evioloop.serve() cannot be called from a running event '

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Run CPython's own test.test_asyncio suites against evioloop (and the stock loop).
+"""Run CPython's own test.test_asyncio suites against evioloop (the stock loop, uvloop).
 
-    python tests/conformance/run.py [--loop evioloop|asyncio|both] [--modules M ...] [-v]
+    python tests/conformance/run.py [--loop evioloop|asyncio|uvloop|both|all]
+                                    [--modules M ...] [--json PATH] [-v]
 
 Each module runs in its own subprocess (a "worker": this file with --worker),
 with unittest's own machinery, from a scratch directory. The worker wires the
 loop under test into the module (see adapters.py), records for every test which
-kinds of loop it created (evioloop, the stock selector loop, or a mock loop such
-as test_utils.TestLoop), and streams one JSON record per test. The parent
+kinds of loop it created (evioloop, the stock selector loop, uvloop, or a mock
+loop such as test_utils.TestLoop), and streams one JSON record per test. The parent
 applies expected_failures.py and prints a table per module:
 
   tests  every test of the module that was selected (see adapters.py)
@@ -26,6 +27,14 @@ restarts the module without it and the tests already done.
 
 The compiled, installed evioloop is used, never the source tree: the repository
 root is removed from sys.path and the worker checks where evioloop came from.
+uvloop (`--loop uvloop`, in `all`) is wired in like evioloop, through its
+policy and factory, plus one shim of the tests' own harness (UVLOOP_SHIM). It
+has no entries in expected_failures.py: the stock tests it fails (many test
+the stock loop's internals) count as fail/err, as measured.
+
+--json PATH is rewritten after every module with `"complete": false`, and a
+last time with `"complete": true`: a crash keeps the modules already run.
+
 Exit status: 0 when nothing failed unexpectedly, 1 otherwise.
 """
 import argparse
@@ -63,7 +72,8 @@ _MOCK_ONLY = {
 MOCK_ONLY = {m: why for m, (versions, why) in _MOCK_ONLY.items()
              if versions is None or VERSION in versions}
 
-LOOPS = {'evioloop': 'evio', 'asyncio': 'stock'}   # loop name -> kind under test
+# loop name -> kind under test
+LOOPS = {'evioloop': 'evio', 'asyncio': 'stock', 'uvloop': 'uv'}
 COLUMNS = ('tests', 'pass', 'other', 'fail', 'err', 'skip', 'xfail', 'xpass')
 
 
@@ -89,6 +99,28 @@ def available_modules():
 
 
 # ------------------------------------------------------------------ worker
+
+UVLOOP_SHIM = ("test_utils.TestCase.close_loop, the tearDown of most modules, reads "
+               "the stock attribute loop._default_executor; for a uvloop loop it does "
+               "what the stock one does through public methods instead "
+               "(shutdown_default_executor(), close())")
+
+
+def _uvloop_close_loop(uvloop):
+    """UVLOOP_SHIM: without it nearly every test that passed on uvloop is an error
+    in its tearDown (AttributeError: no _default_executor), which says nothing
+    about the loop."""
+    from test.test_asyncio import utils as test_utils
+    stock_close_loop = test_utils.TestCase.close_loop
+
+    def close_loop(loop):
+        if not isinstance(loop, uvloop.Loop):
+            return stock_close_loop(loop)
+        if not loop.is_closed():
+            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+    test_utils.TestCase.close_loop = staticmethod(close_loop)
+
 
 def _worker(args):
     _guard_sys_path()
@@ -119,7 +151,7 @@ def _worker(args):
         out.write(json.dumps(record) + '\n')
         out.flush()
 
-    evioloop = None
+    evioloop = uvloop = None
     if args.loop == 'evioloop':
         import evioloop
         pkg = os.path.realpath(os.path.dirname(evioloop.__file__))
@@ -134,6 +166,12 @@ def _worker(args):
         asyncio.DefaultEventLoopPolicy = evioloop.EventLoopPolicy
         asyncio.set_event_loop_policy(evioloop.EventLoopPolicy())
         target_class = evioloop.Loop
+    elif args.loop == 'uvloop':
+        import uvloop
+        factory = uvloop.new_event_loop
+        asyncio.DefaultEventLoopPolicy = uvloop.EventLoopPolicy
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        target_class = uvloop.Loop
     else:
         factory = asyncio.SelectorEventLoop
         asyncio.set_event_loop_policy(None)
@@ -142,6 +180,8 @@ def _worker(args):
     def kind_of(loop):
         if evioloop is not None and isinstance(loop, evioloop.Loop):
             return 'evio'
+        if uvloop is not None and isinstance(loop, uvloop.Loop):
+            return 'uv'
         if isinstance(loop, selector_events.BaseSelectorEventLoop):
             return 'stock'
         return 'mock'
@@ -166,6 +206,16 @@ def _worker(args):
         current['kinds'].add(kind_of(self))
         return orig_init(self, *a, **kw)
     base_events.BaseEventLoop.__init__ = counting_init
+    if uvloop is not None:
+        # uvloop.Loop is no BaseEventLoop: its __init__ (the compiled base
+        # class's) is wrapped on the Python subclass uvloop.Loop instead
+        orig_uv_init = uvloop.Loop.__init__
+
+        def counting_uv_init(self, *a, **kw):
+            current['kinds'].add('uv')
+            return orig_uv_init(self, *a, **kw)
+        uvloop.Loop.__init__ = counting_uv_init
+        _uvloop_close_loop(uvloop)
 
     emit({'meta': {
         'python': sys.version.split()[0],
@@ -174,6 +224,8 @@ def _worker(args):
         'loop_class': f'{target_class.__module__}.{target_class.__qualname__}',
         'evioloop': (getattr(evioloop, '__file__', None)),
         'evioloop_version': getattr(evioloop, '__version__', None),
+        'uvloop_version': getattr(uvloop, '__version__', None),
+        'harness_shim': UVLOOP_SHIM if uvloop is not None else None,
         'module': args.worker,
         'adaptation': adapters.describe(args.worker),
     }})
@@ -555,9 +607,40 @@ def print_report(runs, loops, verbose, stream=sys.stdout):
     return bad
 
 
+def _run_doc(mr):
+    return {'module': mr.module, 'loop': mr.loop, 'counts': mr.counts(),
+            'seconds': round(mr.seconds, 1), 'meta': mr.meta,
+            'problems': mr.problems, 'records': mr.records}
+
+
+def write_json(path, runs, loops, complete, base=None):
+    """Every record of runs to path, atomically (a temporary file renamed).
+
+    base: a complete earlier file of this Python (--update): its runs are
+    kept but for the (module, loop) pairs in runs, which replace them.
+    """
+    docs = [_run_doc(mr) for mr in runs]
+    if base is not None:
+        new = {(d['module'], d['loop']): d for d in docs}
+        order = [(r['module'], r['loop']) for r in base['runs']]
+        order += [k for k in new if k not in order]
+        old = {(r['module'], r['loop']): r for r in base['runs']}
+        docs = [new.get(k) or old[k] for k in order]
+        loops = list(base.get('loops', [])) + [lp for lp in loops
+                                               if lp not in base.get('loops', [])]
+    doc = {'python': sys.version.split()[0], 'loops': list(loops), 'complete': complete,
+           'runs': docs}
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--loop', choices=('evioloop', 'asyncio', 'both'), default='evioloop')
+    p.add_argument('--loop', choices=tuple(LOOPS) + ('both', 'all'), default='evioloop',
+                   help="the loop under test; both: evioloop and asyncio; "
+                        "all: evioloop, asyncio and uvloop (default: evioloop)")
     p.add_argument('--modules', nargs='+', metavar='M',
                    help='modules to run (default: all that exist here); '
                         'the test_ prefix may be omitted')
@@ -571,6 +654,8 @@ def main(argv=None):
     p.add_argument('--max-restarts', type=int, default=5,
                    help='hung/crashed tests tolerated per module before giving up')
     p.add_argument('--json', metavar='PATH', help='write every record to PATH')
+    p.add_argument('--update', action='store_true',
+                   help="with --json: keep PATH's other runs, replace those run now")
     p.add_argument('--keep', action='store_true', help='keep the worker scratch dirs')
     p.add_argument('--list', action='store_true', help='list the modules and exit')
     p.add_argument('--allow-source-tree', action='store_true',
@@ -608,19 +693,40 @@ def main(argv=None):
                 modules.append(m)
             else:
                 print(f'note: {m} does not exist in Python {VERSION}; skipped')
-    loops = ['evioloop', 'asyncio'] if opts.loop == 'both' else [opts.loop]
+    loops = {'both': ['evioloop', 'asyncio'],
+             'all': list(LOOPS)}.get(opts.loop, [opts.loop])
     sys.path.insert(0, HERE)
 
     jobs = [(m, loop) for m in modules for loop in loops]
     runs = []
     t0 = time.monotonic()
+    # --json is rewritten after every module (complete: false until the
+    # end), so a crash or a Ctrl-C keeps the modules already run
+    base = None
+    if opts.update:
+        if not opts.json:
+            p.error('--update needs --json')
+        with open(opts.json, encoding='utf-8') as f:
+            base = json.load(f)
+        if base.get('python') != sys.version.split()[0] or base.get('complete') is False:
+            p.error(f'--update: {opts.json} is not a complete file of Python '
+                    f'{sys.version.split()[0]}')
+    save = (lambda done, complete: write_json(opts.json, done, loops, complete, base)) \
+        if opts.json else (lambda done, complete: None)
     if opts.jobs > 1:
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor, as_completed
         with ThreadPoolExecutor(opts.jobs) as ex:
-            runs = list(ex.map(lambda j: run_module(j[0], j[1], opts), jobs))
+            futures = {ex.submit(run_module, m, loop, opts): i
+                       for i, (m, loop) in enumerate(jobs)}
+            finished = {}
+            for fut in as_completed(futures):
+                finished[futures[fut]] = fut.result()
+                save([finished[i] for i in sorted(finished)], False)
+            runs = [finished[i] for i in sorted(finished)]
     else:
         for m, loop in jobs:
             runs.append(run_module(m, loop, opts))
+            save(runs, False)
             if opts.verbose:
                 c = runs[-1].counts()
                 print(f'  ran {m} on {loop}: ' + ', '.join(f'{k}={c[k]}' for k in COLUMNS)
@@ -628,13 +734,7 @@ def main(argv=None):
     bad = print_report(runs, loops, opts.verbose)
     print(f'\nwall time {time.monotonic() - t0:.1f}s; '
           + ('UNEXPECTED FAILURES' if bad else 'OK (no unexpected failures)'))
-    if opts.json:
-        with open(opts.json, 'w', encoding='utf-8') as f:
-            json.dump({'python': sys.version.split()[0], 'runs': [
-                {'module': mr.module, 'loop': mr.loop, 'counts': mr.counts(),
-                 'seconds': round(mr.seconds, 1), 'meta': mr.meta,
-                 'problems': mr.problems, 'records': mr.records} for mr in runs]},
-                f, indent=1)
+    save(runs, True)
     return 1 if bad else 0
 
 

@@ -308,12 +308,12 @@ cdef class DgramConn(FdOwner):
 
     cdef int read_ready(self) except -1:
         cdef evd_rx *rx = self.rxbuf.rx
-        cdef int batch, i, got, err
+        cdef int _, i, got, err
         cdef evd_addr *a
         cdef list datagrams
         if self.python_io:
             return self.read_python()
-        for batch in range(READ_BATCHES):
+        for _ in range(READ_BATCHES):
             if self.conn_lost or self.paused or self.closing:
                 return 0
             got = evd_recv_batch(self.fd, rx)

@@ -115,7 +115,7 @@ def _stock_accounting():
     # 3.10 sums the queued datagrams; later versions keep a counter, which
     # abort() does not reset; 3.13 counts 8 bytes more per queued datagram
     # when it queues one (and not when it sends it)
-    summed = '_buffer_size' not in src
+    summed = 'self._buffer_size' not in src
     push = 8 if '_buffer_size += len(data) + 8' in src else 0
     pop = 8 if '_buffer_size -= len(data) + 8' in src else 0
     # 3.10-3.12 return at once on empty data; 3.13 sends an empty datagram

@@ -57,6 +57,16 @@ static inline evd_rx *evd_rx_new(size_t slot, int n) {
     if (!rx->bufs) { free(rx); return NULL; }
     rx->slot = slot;
     rx->n = n;
+#ifdef __linux__
+    /* where each datagram and its sender go never changes */
+    for (int i = 0; i < n; i++) {
+        rx->iov[i].iov_base = rx->bufs + (size_t)i * slot;
+        rx->iov[i].iov_len = slot;
+        rx->msgs[i].msg_hdr.msg_name = &rx->addrs[i].ss;
+        rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
+        rx->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+#endif
     return rx;
 }
 
@@ -72,23 +82,23 @@ static inline size_t evd_rx_len(const evd_rx *rx, int i) { return rx->lens[i]; }
 
 static inline evd_addr *evd_rx_addr(evd_rx *rx, int i) { return &rx->addrs[i]; }
 
+/* A sender address ends with a NUL, as in the socket module's zeroed buffer:
+ * an unnamed Unix sender (no path) reads as an empty path. */
+static inline void evd_terminate(evd_addr *a) {
+    if (a->len < sizeof a->ss) ((char *)&a->ss)[a->len] = 0;
+    if (a->len <= offsetof(struct sockaddr_un, sun_path))
+        ((struct sockaddr_un *)&a->ss)->sun_path[0] = 0;
+}
+
 /* Receive up to rx->n datagrams. Returns how many (their sizes and senders
- * in rx), or -1 with errno when the first one failed. The sender addresses
- * are zeroed first: an unnamed Unix sender reads as an empty path, as the
- * socket module (which zeroes its buffer) reports it. */
+ * in rx), or -1 with errno when the first one failed. */
 static inline int evd_recv_batch(int fd, evd_rx *rx) {
     int i, n = rx->n;
     rx->err = 0;
-    for (i = 0; i < n; i++) memset(&rx->addrs[i].ss, 0, sizeof rx->addrs[i].ss);
 #ifdef __linux__
     for (i = 0; i < n; i++) {
-        rx->iov[i].iov_base = rx->bufs + (size_t)i * rx->slot;
-        rx->iov[i].iov_len = rx->slot;
-        memset(&rx->msgs[i], 0, sizeof rx->msgs[i]);
-        rx->msgs[i].msg_hdr.msg_name = &rx->addrs[i].ss;
         rx->msgs[i].msg_hdr.msg_namelen = sizeof rx->addrs[i].ss;
-        rx->msgs[i].msg_hdr.msg_iov = &rx->iov[i];
-        rx->msgs[i].msg_hdr.msg_iovlen = 1;
+        rx->msgs[i].msg_hdr.msg_flags = 0;
     }
     /* an error after the first datagram stays pending in the socket (the
      * kernel puts it back) and comes with the next call */
@@ -96,6 +106,7 @@ static inline int evd_recv_batch(int fd, evd_rx *rx) {
     for (i = 0; i < got; i++) {
         rx->lens[i] = rx->msgs[i].msg_len;
         rx->addrs[i].len = rx->msgs[i].msg_hdr.msg_namelen;
+        evd_terminate(&rx->addrs[i]);
     }
     return got;
 #else
@@ -110,6 +121,7 @@ static inline int evd_recv_batch(int fd, evd_rx *rx) {
             return i;
         }
         rx->lens[i] = (size_t)k;
+        evd_terminate(&rx->addrs[i]);
     }
     return n;
 #endif

@@ -626,7 +626,15 @@ cdef class DgramConn(FdOwner):
         return f'<DgramConn fd={self.fd} mask={self.mask}>'
 
 
-class DgramTransport(_transports._FlowControlMixin, _transports.DatagramTransport):
+# 3.10's stock datagram transport is no asyncio.DatagramTransport (3.11 made
+# it one); the bases follow the running version
+if issubclass(_selector_events._SelectorDatagramTransport, _transports.DatagramTransport):
+    _DatagramBase = _transports.DatagramTransport
+else:
+    _DatagramBase = _transports.BaseTransport      # in the MRO already: no change
+
+
+class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
     """asyncio.DatagramTransport over a UDP or Unix datagram socket."""
 
     def __init__(self, conn):
@@ -744,6 +752,12 @@ class DgramTransport(_transports._FlowControlMixin, _transports.DatagramTranspor
         if not c.closed:
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             c.close_socket()
+
+
+# 3.10's datagram transport has no pause_reading/resume_reading/is_reading
+# (asyncio.ReadTransport's, which raise NotImplementedError); 3.11 added them
+if 'pause_reading' not in _selector_events._SelectorTransport.__dict__:
+    del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
 
 
 def supports(sock):

@@ -296,10 +296,15 @@ def test_pause_reading_mid_burst_holds_the_rest_until_resume():
         t, p = await loop.create_datagram_endpoint(Rec, local_addr=('127.0.0.1', 0))
         orig = p.datagram_received
 
+        refused = []
+
         def received(data, addr):
             orig(data, addr)
             if len(p.data) == 10:
-                t.pause_reading()
+                try:
+                    t.pause_reading()
+                except NotImplementedError:     # 3.10's datagram transports
+                    refused.append('pause_reading')
         p.datagram_received = received
         raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
@@ -307,8 +312,11 @@ def test_pause_reading_mid_burst_holds_the_rest_until_resume():
                 raw.sendto(b'%d' % i, t.get_extra_info('sockname'))
             await until(lambda: len(p.data) >= 10)
             await spin(30, 0.05)
-            while_paused = len(p.data), t.is_reading()
-            t.resume_reading()
+            if refused:
+                while_paused = refused
+            else:
+                while_paused = len(p.data), t.is_reading()
+                t.resume_reading()
             await until(lambda: len(p.data) == 50)
         finally:
             raw.close()
@@ -316,7 +324,10 @@ def test_pause_reading_mid_burst_holds_the_rest_until_resume():
             await p.lost
         return while_paused, [d for d, _ in p.data] == [b'%d' % i for i in range(50)]
 
-    assert same_on_both(main) == ((10, False), True)
+    if sys.version_info >= (3, 11):
+        assert same_on_both(main) == ((10, False), True)
+    else:
+        assert same_on_both(main) == (['pause_reading'], True)
 
 
 def test_an_exception_in_datagram_received_is_reported_and_reading_goes_on():
@@ -391,6 +402,36 @@ def test_sendto_checks_and_errors():
     got = same_on_both(main, allow_loop_errors=True)
     assert ('str data', 'TypeError') in got and ('other addr', 'ValueError') in got
     assert ('u', 'error', 'OSError', 90, 'unset') in got[-2]       # EMSGSIZE
+
+
+def test_unconnected_ipv6_sendto_address_forms():
+    if not has_ipv6_loopback():
+        pytest.skip('no ::1 here')
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        st, sp = await loop.create_datagram_endpoint(Rec, local_addr=('::1', 0))
+        ut, up = await loop.create_datagram_endpoint(Rec, local_addr=('::1', 0))
+        port = st.get_extra_info('sockname')[1]
+        out = []
+        for addr in [('::1', port), ('::1', port, 0), ('::1', port, 0, 0),
+                     ('0:0:0:0:0:0:0:1', port), ('::1', port, 1 << 20), ('::1', -1)]:
+            try:
+                ut.sendto(b'%d' % len(out), addr)
+                out.append('ok')
+            except Exception as exc:     # noqa: BLE001 - the type is the record
+                out.append(type(exc).__name__)
+        ut.sendto(b'end', ('::1', port))
+        await until(lambda: sp.data and sp.data[-1][0] == b'end')
+        me = ut.get_extra_info('sockname')
+        res = out, [d for d, _ in sp.data], all(a == me for _, a in sp.data), up.log
+        for t, p in ((st, sp), (ut, up)):
+            t.close()
+            await p.lost
+        return res
+
+    got = same_on_both(main, allow_loop_errors=True)
+    assert got[0][:4] == ['ok'] * 4 and got[2]
 
 
 def test_sendto_after_close():
@@ -640,7 +681,7 @@ def test_extra_info_repr_and_fd_table():
         info = (sk.family, sk.type, t.get_extra_info('peername'),
                 t.get_extra_info('sockname') == sk.getsockname(),
                 t.get_extra_info('nothing', 'dflt'), isinstance(t, asyncio.DatagramTransport),
-                t.is_reading(), t.get_write_buffer_limits())
+                t.get_write_buffer_limits())
         r_open = repr(t)
         key = loop._selector.get_map()[fd]
         # a transport's fd cannot be taken over by add_reader/sock_recv

@@ -25,7 +25,7 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _stream
+from . import _core, _dgram, _stream
 
 __all__ = ['Loop']
 
@@ -140,6 +140,13 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         return ssl_protocol._app_transport
 
     # -- datagram sockets (layer 3)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if not _dgram.supports(sock):
+            # another family (say AF_PACKET): the stock transport
+            return super()._make_datagram_transport(sock, protocol, address, waiter, extra)
+        self._ensure_fd_no_transport(sock)
+        return _dgram.make_datagram_transport(self, sock, protocol, address, waiter, extra)
 
     # -- pipes and subprocesses (layer 3)
 

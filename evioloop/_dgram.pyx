@@ -1,0 +1,777 @@
+# cython: language_level=3
+"""Layer 3: the datagram transport (UDP over IPv4/IPv6, Unix datagram sockets).
+
+A datagram socket's owner in the core's dispatch is a `DgramConn`:
+
+    opened  `_start`: connection_made, then reading starts (waiter resolved)
+    read    on readable, up to READ_BATCHES batches of datagrams (recvmmsg on
+            Linux, a loop of recvfrom elsewhere) into the loop's receive
+            buffer, each handed to datagram_received(data, addr)
+    write   sendto() goes straight to the kernel; what the kernel refuses
+            (EAGAIN) is queued and sent when the socket is writable
+    action  close (after the queue is sent) / abort
+
+The behaviour is the stock `_SelectorDatagramTransport`'s, version for version
+(its checks, exception types, error_received, write-buffer accounting, the
+contexts callbacks run in), with one difference, which uvloop has too: on a
+socket connected by other means to an unnamed peer (a socketpair), sendto(data)
+with no address sends to the peer instead of failing.
+
+The object the protocol sees is `DgramTransport`, an asyncio.DatagramTransport
+with asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
+"""
+from libc.errno cimport errno, EAGAIN, EINTR
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
+from evioloop._core cimport CoreLoop, FdOwner
+from evioloop._poller cimport EVP_READ, EVP_WRITE
+from evioloop._sockutil cimport EWOULDBLOCK, os_error
+
+import collections
+import inspect
+import socket
+import sys
+import warnings
+from asyncio import base_events as _base_events
+from asyncio import constants as _constants
+from asyncio import futures as _futures
+from asyncio import selector_events as _selector_events
+from asyncio import transports as _transports
+from asyncio import trsock as _trsock
+
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+    object PyContext_CopyCurrent()
+    object PyUnicode_DecodeFSDefault(const char *s)
+
+cdef extern from "string.h" nogil:
+    size_t strlen(const char *s)
+
+cdef extern from "dgramio.h" nogil:
+    const int EVD_BATCH_MAX
+    ctypedef unsigned int socklen_t
+    ctypedef struct evd_addr:
+        socklen_t len
+    ctypedef struct evd_rx:
+        int n
+        int err
+    evd_rx *evd_rx_new(size_t slot, int n)
+    void evd_rx_free(evd_rx *rx)
+    int evd_recv_batch(int fd, evd_rx *rx)
+    const char *evd_rx_buf(const evd_rx *rx, int i)
+    size_t evd_rx_len(const evd_rx *rx, int i)
+    evd_addr *evd_rx_addr(evd_rx *rx, int i)
+    int evd_addr_eq(const evd_addr *a, const evd_addr *b)
+    void evd_addr_copy(evd_addr *dst, const evd_addr *src)
+    int evd_family(const evd_addr *a)
+    ssize_t evd_send(int fd, const char *buf, size_t len)
+    ssize_t evd_sendto(int fd, const char *buf, size_t len, const evd_addr *a)
+    int evd_inet4(const char *host, unsigned long port, evd_addr *out)
+    int evd_inet6(const char *host, unsigned long port, unsigned long flowinfo,
+                  unsigned long scope_id, evd_addr *out)
+    int evd_host_text(const evd_addr *a, char *host, size_t hostlen)
+    unsigned evd_port(const evd_addr *a)
+    unsigned evd_flowinfo(const evd_addr *a)
+    unsigned evd_scope_id(const evd_addr *a)
+    const char *evd_sun_path(const evd_addr *a)
+    size_t evd_sun_path_len(const evd_addr *a)
+
+cdef object TransportSocket = _trsock.TransportSocket
+cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
+cdef object logger = _base_events.logger
+cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+cdef int AF_INET = socket.AF_INET
+cdef int AF_INET6 = socket.AF_INET6
+cdef int AF_UNIX = socket.AF_UNIX
+cdef int SOCK_DGRAM = socket.SOCK_DGRAM
+
+# At most this many receive calls per wake-up, so that one busy socket cannot
+# starve the others: up to READ_BATCHES * EVD_BATCH_MAX datagrams.
+cdef int READ_BATCHES = 4
+# Receive slots: a UDP datagram carries at most 65535 bytes; a Unix datagram
+# may be larger, and the stock transport reads up to its max_size (256 KiB).
+cdef size_t UDP_SLOT = 64 * 1024
+cdef size_t UNIX_SLOT = _selector_events._SelectorDatagramTransport.max_size
+cdef int UNIX_BATCH = 4
+
+# what became of a datagram handed to send_one
+cdef enum:
+    SENT, REFUSED, FAILED
+
+
+# -- the stock write-buffer accounting of this Python (read from its source,
+# since it changed within minor versions; the version is the fallback)
+
+def _stock_accounting():
+    cls = _selector_events._SelectorDatagramTransport
+    try:
+        src = inspect.getsource(cls)
+        sendto = inspect.getsource(cls.sendto)
+    except (OSError, TypeError):
+        v = sys.version_info
+        return v < (3, 11), (8 if v >= (3, 13) else 0), 0, v < (3, 13)
+    # 3.10 sums the queued datagrams; later versions keep a counter, which
+    # abort() does not reset; 3.13 counts 8 bytes more per queued datagram
+    # when it queues one (and not when it sends it)
+    summed = 'self._buffer_size' not in src
+    push = 8 if '_buffer_size += len(data) + 8' in src else 0
+    pop = 8 if '_buffer_size -= len(data) + 8' in src else 0
+    # 3.10-3.12 return at once on empty data; 3.13 sends an empty datagram
+    drop_empty = 'if not data:' in sendto
+    return summed, push, pop, drop_empty
+
+
+_summed, _push, _pop, _drop_empty = _stock_accounting()
+cdef bint BUFFER_SUMMED = _summed
+cdef Py_ssize_t PUSH_OVERHEAD = _push
+cdef Py_ssize_t POP_OVERHEAD = _pop
+cdef bint DROP_EMPTY = _drop_empty
+
+
+cdef class RxBuffer:
+    """A loop's receive buffer for one slot size (the loop runs one step at a
+    time, so its datagram sockets share it)."""
+    cdef evd_rx *rx
+
+    def __dealloc__(self):
+        evd_rx_free(self.rx)
+        self.rx = NULL
+
+
+cdef RxBuffer rx_buffer(loop, int family):
+    cdef RxBuffer buf
+    bufs = getattr(loop, '_evioloop_dgram_rx', None)
+    if bufs is None:
+        bufs = {}
+        loop._evioloop_dgram_rx = bufs
+    unix = family == AF_UNIX
+    buf = bufs.get(unix)
+    if buf is None:
+        buf = RxBuffer()
+        if unix:
+            buf.rx = evd_rx_new(UNIX_SLOT, UNIX_BATCH)
+        else:
+            buf.rx = evd_rx_new(UDP_SLOT, EVD_BATCH_MAX)
+        if buf.rx is NULL:
+            raise MemoryError()
+        bufs[unix] = buf
+    return buf
+
+
+cdef object sender_address(evd_addr *a):
+    """A received datagram's sender as the socket module's recvfrom gives it."""
+    cdef char host[128]
+    cdef const char *path
+    cdef size_t n
+    cdef int family
+    if a.len == 0:
+        return None
+    family = evd_family(a)
+    if family == AF_INET or family == AF_INET6:
+        if evd_host_text(a, host, sizeof(host)) < 0:
+            raise OSError('cannot read the sender address')
+        if family == AF_INET:
+            return (host.decode('ascii'), evd_port(a))
+        return (host.decode('ascii'), evd_port(a), evd_flowinfo(a), evd_scope_id(a))
+    if family == AF_UNIX:
+        path = evd_sun_path(a)
+        n = evd_sun_path_len(a)
+        if n > 0 and path[0] == 0:
+            return path[:n]                 # Linux abstract namespace: bytes
+        return PyUnicode_DecodeFSDefault(path)
+    return None
+
+
+cdef class DgramConn(FdOwner):
+    cdef CoreLoop loop
+    cdef object sock                 # the Python socket (None once closed)
+    cdef int family
+    cdef object protocol
+    cdef readonly object transport   # the DgramTransport the protocol sees
+    cdef object address              # the remote address given at creation
+    cdef object peername
+    cdef bint use_send               # connected: send() rather than sendto()
+    cdef bint send_unnamed           # connected to an unnamed peer (see sendto)
+    cdef bint python_io              # a socket subclass: its own methods do the I/O
+    cdef bint started
+    cdef bint paused
+    cdef bint closing
+    cdef bint closed
+    cdef int conn_lost
+    cdef object buffer               # deque of (bytes, addr) the kernel refused
+    cdef Py_ssize_t buffer_size      # as the stock get_write_buffer_size()
+    cdef bint writing
+    cdef object ctx_made, ctx_io, ctx_write
+    cdef RxBuffer rxbuf
+    cdef evd_addr rx_last            # the last sender seen, and its Python form
+    cdef object rx_last_obj
+    cdef object tx_last_obj          # the last address sent to, and its sockaddr
+    cdef evd_addr tx_last
+    cdef list pending                # datagrams read but not delivered (paused)
+    cdef dict extra
+
+    cdef int init(self, CoreLoop loop, sock, protocol, address, extra) except -1:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.family = sock.family
+        self.address = address
+        self.buffer = collections.deque()
+        self.extra = dict(extra) if extra else {}
+        # as _SelectorTransport.__init__: the addresses are read once, now
+        self.extra['socket'] = TransportSocket(sock)
+        try:
+            self.extra['sockname'] = sock.getsockname()
+        except OSError:
+            self.extra['sockname'] = None
+        if 'peername' not in self.extra:
+            try:
+                self.extra['peername'] = sock.getpeername()
+            except OSError:
+                self.extra['peername'] = None
+        self.peername = self.extra['peername']
+        self.use_send = bool(self.peername)
+        # a socketpair's peer has no name ('' on Linux): the stock transport
+        # takes it for unconnected and fails on sendto(data); uvloop sends
+        self.send_unnamed = not self.use_send and self.peername is not None
+        # a subclass may override send/sendto/recvfrom (tests inject faults
+        # that way): its methods are called, as the stock transport does
+        self.python_io = type(sock) is not socket.socket
+        self.rxbuf = rx_buffer(loop, self.family)
+        # connection_made runs in one copy of the creator's context, the
+        # reads in another, as on the stock loop (call_soon each)
+        self.ctx_made = PyContext_CopyCurrent()
+        self.ctx_io = PyContext_CopyCurrent()
+        self.transport = DgramTransport(self)
+        self.set_protocol(protocol)
+        loop.register(self, 0)
+        return 0
+
+    cdef int set_protocol(self, protocol) except -1:
+        self.protocol = protocol
+        return 0
+
+    def _start(self, waiter):
+        try:
+            PyContext_Enter(self.ctx_made)
+            try:
+                self.protocol.connection_made(self.transport)
+            finally:
+                PyContext_Exit(self.ctx_made)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop.call_exception_handler({
+                'message': 'Exception in callback protocol.connection_made()',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        self.started = True
+        self.update_interest()
+        if waiter is not None:
+            _set_result_unless_cancelled(waiter, None)
+
+    cdef int update_interest(self) except -1:
+        cdef unsigned int mask = 0
+        if self.closed:
+            return 0
+        if self.started and not (self.paused or self.closing):
+            mask |= EVP_READ
+        if self.writing:
+            mask |= EVP_WRITE
+        self.loop.modify(self, mask)
+        return 0
+
+    # -- dispatch
+
+    cdef int on_ready(self, unsigned int mask) except -1:
+        # the stock selector loop runs the reader before the writer
+        if mask & EVP_READ and self.mask & EVP_READ:
+            PyContext_Enter(self.ctx_io)
+            try:
+                self.read_ready()
+            finally:
+                PyContext_Exit(self.ctx_io)
+        if mask & EVP_WRITE and self.writing:
+            ctx = self.ctx_write        # sendto_ready may drop it
+            PyContext_Enter(ctx)
+            try:
+                self.sendto_ready()
+            finally:
+                PyContext_Exit(ctx)
+        return 0
+
+    # -- read
+
+    cdef int read_ready(self) except -1:
+        cdef evd_rx *rx = self.rxbuf.rx
+        cdef int _, i, got, err
+        cdef evd_addr *a
+        cdef list datagrams
+        if self.python_io:
+            return self.read_python()
+        for _ in range(READ_BATCHES):
+            if self.conn_lost or self.paused or self.closing:
+                return 0
+            got = evd_recv_batch(self.fd, rx)
+            if got < 0:
+                err = errno
+                if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                    self.report_error(os_error(err))
+                return 0
+            # Every datagram of the batch becomes an object before any
+            # callback runs: a callback may reach the buffer again.
+            datagrams = []
+            for i in range(got):
+                a = evd_rx_addr(rx, i)
+                if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
+                    self.rx_last_obj = sender_address(a)
+                    evd_addr_copy(&self.rx_last, a)
+                datagrams.append((PyBytes_FromStringAndSize(evd_rx_buf(rx, i),
+                                                            evd_rx_len(rx, i)),
+                                  self.rx_last_obj))
+            err = rx.err
+            self.deliver(datagrams, 0)
+            if err:
+                self.report_error(os_error(err))
+                return 0
+            if got < rx.n:
+                return 0
+        return 0
+
+    cdef int read_python(self) except -1:
+        # the stock _read_ready: one datagram per wake-up
+        try:
+            data, addr = self.sock.recvfrom(UNIX_SLOT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError as exc:
+            return self.report_error(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            return self.fatal_error(exc, 'Fatal read error on datagram transport')
+        return self.deliver([(data, addr)], 0)
+
+    cdef int deliver(self, list datagrams, Py_ssize_t start) except -1:
+        cdef Py_ssize_t i, n = len(datagrams)
+        received = self.protocol.datagram_received
+        for i in range(start, n):
+            if self.conn_lost or self.closing:
+                return 0        # the stock loop would not have read them
+            if self.paused:
+                # read already: they wait for resume_reading()
+                self.pending = datagrams[i:]
+                return 0
+            data, addr = datagrams[i]
+            try:
+                received(data, addr)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # as a stock _read_ready callback that raised: reported, and
+                # the next datagram is delivered all the same
+                self.report_callback_error(exc)
+        return 0
+
+    def _deliver_pending(self):
+        pending, self.pending = self.pending, None
+        if pending:
+            self.deliver(pending, 0)
+            if not self.pending:
+                self.update_interest()
+
+    cdef int report_error(self, exc) except -1:
+        try:
+            self.protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as cb_exc:
+            self.report_callback_error(cb_exc)
+        return 0
+
+    cdef int report_callback_error(self, exc) except -1:
+        self.loop.call_exception_handler({
+            'message': 'Exception in callback DgramTransport._read_ready()',
+            'exception': exc,
+            'transport': self.transport,
+            'protocol': self.protocol,
+        })
+        return 0
+
+    # -- write
+
+    def sendto(self, data, addr=None):
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f'data argument must be a bytes-like object, '
+                            f'not {type(data).__name__!r}')
+        if DROP_EMPTY and not data:
+            return
+        if self.address:
+            if addr not in (None, self.address):
+                raise ValueError(f'Invalid address: must be None or {self.address}')
+            addr = self.address
+        if self.conn_lost and self.address:
+            if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning('socket.send() raised exception.')
+            self.conn_lost += 1
+            return
+        if not self.buffer:
+            if self.send_one(data, addr) != REFUSED:
+                return
+        # the kernel refused it (or more is queued): keep an immutable copy
+        data = bytes(data)
+        self.buffer.append((data, addr))
+        self.buffer_size += len(data) + PUSH_OVERHEAD
+        self.transport._maybe_pause_protocol()
+
+    cdef int send_one(self, data, addr) except -1:
+        """Send one datagram now: SENT, REFUSED (EAGAIN: to be queued) or
+        FAILED (error_received or a fatal error took it)."""
+        cdef Py_buffer view
+        cdef ssize_t n
+        cdef int err, how
+        if self.closed:
+            # the stock transport's socket is gone: its sendto fails there
+            raise AttributeError("'NoneType' object has no attribute 'sendto'")
+        how = 0 if self.python_io else self.send_how(addr)
+        if how == 0:
+            return self.send_python(data, addr)
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            if how == 1:
+                n = evd_send(self.fd, <const char *>view.buf, view.len)
+            else:
+                n = evd_sendto(self.fd, <const char *>view.buf, view.len, &self.tx_last)
+            err = errno
+        finally:
+            PyBuffer_Release(&view)
+        if n >= 0:
+            return SENT
+        if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
+            self.start_writing()
+            return REFUSED
+        self.protocol.error_received(os_error(err))
+        return FAILED
+
+    cdef int send_how(self, addr) except -1:
+        """1: send(), 2: sendto(tx_last), 0: through the socket module."""
+        cdef bytes host
+        if self.use_send or (addr is None and self.send_unnamed):
+            return 1
+        if addr is None:
+            return 0
+        if addr is self.tx_last_obj:
+            return 2
+        if type(addr) is not tuple or self.family == AF_UNIX:
+            return 0
+        if self.family == AF_INET:
+            if len(addr) != 2 or type(addr[0]) is not str or type(addr[1]) is not int:
+                return 0
+            try:
+                host = (<str>addr[0]).encode('ascii')
+            except UnicodeError:
+                return 0
+            if not (0 <= addr[1] <= 65535) or not evd_inet4(host, addr[1], &self.tx_last):
+                self.tx_last_obj = None
+                return 0
+        elif self.family == AF_INET6:
+            if not (2 <= len(addr) <= 4) or type(addr[0]) is not str:
+                return 0
+            for part in addr[1:]:
+                if type(part) is not int or not (0 <= part <= 0xffffffff):
+                    return 0
+            try:
+                host = (<str>addr[0]).encode('ascii')
+            except UnicodeError:
+                return 0
+            if not evd_inet6(host, addr[1], addr[2] if len(addr) > 2 else 0,
+                             addr[3] if len(addr) > 3 else 0, &self.tx_last):
+                self.tx_last_obj = None
+                return 0
+        else:
+            return 0
+        self.tx_last_obj = addr
+        return 2
+
+    cdef int send_python(self, data, addr) except -1:
+        # what the fast path does not parse (names, Unix paths, bad values):
+        # the stock call, with the stock handling of what it raises
+        try:
+            if self.peername or (addr is None and self.send_unnamed):
+                self.sock.send(data)
+            else:
+                self.sock.sendto(data, addr)
+            return SENT
+        except (BlockingIOError, InterruptedError):
+            self.start_writing()
+            return REFUSED
+        except OSError as exc:
+            self.protocol.error_received(exc)
+            return FAILED
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, 'Fatal write error on datagram transport')
+            return FAILED
+
+    cdef int start_writing(self) except -1:
+        if not self.writing:
+            # the stock writer callback runs in a copy of this context
+            self.ctx_write = PyContext_CopyCurrent()
+            self.writing = True
+            self.update_interest()
+        return 0
+
+    cdef int stop_writing(self) except -1:
+        if self.writing:
+            self.writing = False
+            self.ctx_write = None
+            self.update_interest()
+        return 0
+
+    cdef int sendto_ready(self) except -1:
+        cdef int r
+        while self.buffer:
+            data, addr = self.buffer.popleft()
+            self.buffer_size -= len(data) + POP_OVERHEAD
+            # what error_received raises propagates, as from the stock writer
+            r = self.send_one(data, addr)
+            if r == REFUSED:
+                self.buffer.appendleft((data, addr))     # try again later
+                self.buffer_size += len(data) + POP_OVERHEAD
+                break
+            if r == FAILED:
+                return 0        # the stock writer stops here (still watching)
+        self.transport._maybe_resume_protocol()         # may queue more
+        if not self.buffer:
+            self.stop_writing()
+            if self.closing:
+                self.call_connection_lost(None)
+        return 0
+
+    # -- actions
+
+    cdef int close(self) except -1:
+        if self.closing:
+            return 0
+        self.closing = True
+        self.pending = None
+        self.update_interest()
+        if not self.buffer:
+            self.conn_lost += 1
+            self.stop_writing()
+            self.loop.call_soon(self._call_connection_lost, None)
+        return 0
+
+    cdef int fatal_error(self, exc, str message) except -1:
+        if isinstance(exc, OSError):
+            if self.loop._debug:
+                logger.debug("%r: %s", self.transport, message, exc_info=True)
+        else:
+            self.loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return self.force_close(exc)
+
+    cdef int force_close(self, exc) except -1:
+        if self.conn_lost:
+            return 0
+        if self.buffer:
+            self.buffer.clear()
+            if BUFFER_SUMMED:
+                self.buffer_size = 0
+            self.stop_writing()
+        self.closing = True
+        self.pending = None
+        self.update_interest()
+        self.conn_lost += 1
+        self.loop.call_soon(self._call_connection_lost, exc)
+        return 0
+
+    def _force_close(self, exc):
+        self.force_close(exc)
+
+    def _call_connection_lost(self, exc):
+        self.call_connection_lost(exc)
+
+    cdef int call_connection_lost(self, exc) except -1:
+        if self.closed:
+            return 0
+        try:
+            if self.protocol is not None:
+                self.protocol.connection_lost(exc)
+        finally:
+            self.close_socket()
+            self.protocol = None
+        return 0
+
+    cdef int close_socket(self) except -1:
+        # out of the fd table first: the number may be reused once closed
+        if self.closed:
+            return 0
+        self.closed = True
+        self.writing = False
+        self.loop.unregister(self)
+        self.sock.close()
+        return 0
+
+    def __repr__(self):
+        return f'<DgramConn fd={self.fd} mask={self.mask}>'
+
+
+# 3.10's stock datagram transport is no asyncio.DatagramTransport (3.11 made
+# it one); the bases follow the running version
+if issubclass(_selector_events._SelectorDatagramTransport, _transports.DatagramTransport):
+    _DatagramBase = _transports.DatagramTransport
+else:
+    _DatagramBase = _transports.BaseTransport      # in the MRO already: no change
+
+
+class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
+    """asyncio.DatagramTransport over a UDP or Unix datagram socket."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self._extra = (<DgramConn>conn).extra
+        self._protocol_paused = False
+        self._set_write_buffer_limits()
+        # the hot call goes straight to the compiled method
+        self.sendto = conn.sendto
+
+    def sendto(self, data, addr=None):
+        (<DgramConn>self._conn).sendto(data, addr)
+
+    def get_write_buffer_size(self):
+        return (<DgramConn>self._conn).buffer_size
+
+    def close(self):
+        (<DgramConn>self._conn).close()
+
+    def abort(self):
+        (<DgramConn>self._conn).force_close(None)
+
+    def is_closing(self):
+        return (<DgramConn>self._conn).closing
+
+    def is_reading(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        return not c.closing and not c.paused
+
+    def pause_reading(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        if c.closing or c.paused:
+            return
+        c.paused = True
+        c.update_interest()
+        if c.loop._debug:
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        if c.closing or not c.paused:
+            return
+        c.paused = False
+        if c.pending:
+            c.loop.call_soon(c._deliver_pending, context=c.ctx_io)
+        else:
+            c.update_interest()
+        if c.loop._debug:
+            logger.debug("%r resumes reading", self)
+
+    def set_protocol(self, protocol):
+        (<DgramConn>self._conn).set_protocol(protocol)
+
+    def get_protocol(self):
+        return (<DgramConn>self._conn).protocol
+
+    # -- what stock code (and _FlowControlMixin) expects
+
+    @property
+    def _protocol(self):
+        return (<DgramConn>self._conn).protocol
+
+    @property
+    def _loop(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        return None if c.closed else c.loop
+
+    @property
+    def _sock(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        return None if c.closed else c.sock
+
+    @property
+    def _sock_fd(self):
+        return (<DgramConn>self._conn).fd
+
+    @property
+    def _address(self):
+        return (<DgramConn>self._conn).address
+
+    @property
+    def _closing(self):
+        return (<DgramConn>self._conn).closing
+
+    @property
+    def _conn_lost(self):
+        return (<DgramConn>self._conn).conn_lost
+
+    @property
+    def _buffer(self):
+        return (<DgramConn>self._conn).buffer
+
+    def _force_close(self, exc):
+        (<DgramConn>self._conn).force_close(exc)
+
+    def _fatal_error(self, exc, message='Fatal error on transport'):
+        (<DgramConn>self._conn).fatal_error(exc, message)
+
+    def __repr__(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        info = [type(self).__name__]
+        if c.closed:
+            info.append('closed')
+        elif c.closing:
+            info.append('closing')
+        info.append(f'fd={c.fd}')
+        if not c.closed and not c.loop._closed:
+            info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
+            state = 'polling' if c.mask & EVP_WRITE else 'idle'
+            info.append(f'write=<{state}, bufsize={c.buffer_size}>')
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self):
+        cdef DgramConn c = <DgramConn>self._conn
+        if not c.closed:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            c.close_socket()
+
+
+# 3.10's datagram transport has no pause_reading/resume_reading/is_reading
+# (asyncio.ReadTransport's, which raise NotImplementedError); 3.11 added them
+if 'pause_reading' not in _selector_events._SelectorTransport.__dict__:
+    del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
+
+
+def supports(sock):
+    """True for the sockets this transport handles (others get the stock one)."""
+    return sock.family in (AF_INET, AF_INET6, AF_UNIX) and sock.type == SOCK_DGRAM
+
+
+def make_datagram_transport(CoreLoop loop, sock, protocol, address=None, waiter=None,
+                            extra=None):
+    """The stock _make_datagram_transport, compiled."""
+    cdef DgramConn conn = DgramConn()
+    conn.init(loop, sock, protocol, address, extra)
+    # stock code finds the transport of an fd here (_ensure_fd_no_transport)
+    loop._transports[conn.fd] = conn.transport
+    # as the stock loop: connection_made, reading and the waiter come next step
+    loop.call_soon(conn._start, waiter)
+    return conn.transport

@@ -25,7 +25,7 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _stream
+from . import _core, _pipe, _process, _stream
 
 __all__ = ['Loop']
 
@@ -130,6 +130,19 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
     # -- datagram sockets (layer 3)
 
     # -- pipes and subprocesses (layer 3)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _pipe.make_read_pipe_transport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _pipe.make_write_pipe_transport(self, pipe, protocol, waiter, extra)
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        # the child's exit is a pidfd in the dispatch (a thread where there is
+        # none), never asyncio's child watchers
+        return await _process.make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs)
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
                        backlog=100, *args, **kwargs):

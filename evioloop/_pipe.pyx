@@ -148,11 +148,12 @@ cdef class PipeEnd(FdOwner):
     cdef int close_pipe(self) except -1:
         # out of the fd table and the kernel queue first, then closed: the fd
         # number may be reused the moment it is closed
-        if self.closed or self.pipe is None:
+        if self.closed or self.loop is None:    # closed, or never opened
             return 0
         self.closed = True
         self.loop.unregister(self)
-        self.pipe.close()
+        if self.pipe is not None:
+            self.pipe.close()
         return 0
 
     def _close_pipe(self):
@@ -253,6 +254,17 @@ class ReadPipeTransport(_transports.ReadTransport):
         return (<ReadPipe>self._conn).extra
 
     @property
+    def _pipe(self):
+        cdef ReadPipe c = <ReadPipe>self._conn
+        return None if c.closed else c.pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        # the stock transport's attribute: None takes the pipe away from the
+        # transport (it will neither warn about it nor close it)
+        (<ReadPipe>self._conn).pipe = value
+
+    @property
     def _loop(self):
         return (<ReadPipe>self._conn).loop
 
@@ -307,7 +319,11 @@ class ReadPipeTransport(_transports.ReadTransport):
         elif c.closing:
             info.append('closing')
         info.append(f'fd={c.fd}')
-        if not c.closed:
+        if c.closed:
+            pass
+        elif c.loop._closed:
+            info.append('open')     # the stock transport once its loop is closed
+        else:
             info.append('polling' if c.mask & EVP_READ else 'idle')
         return '<{}>'.format(' '.join(info))
 
@@ -453,8 +469,11 @@ cdef class WritePipe(PipeEnd):
                 n = 0
             if n == view.len:
                 return 0
-            if n == 0 and type(data) is bytes:
+            if type(data) is bytes:
+                # queued as it is, what the kernel took counted as sent
                 outq_push(&self.outq, <bytes>data)
+                self.outq.sent = n
+                self.outq.size -= n
             else:
                 outq_push(&self.outq, PyBytes_FromStringAndSize(
                     <const char *>view.buf + n, view.len - n))
@@ -575,6 +594,17 @@ class WritePipeTransport(_transports._FlowControlMixin, _transports.WriteTranspo
         return (<WritePipe>self._conn).extra
 
     @property
+    def _pipe(self):
+        cdef WritePipe c = <WritePipe>self._conn
+        return None if c.closed else c.pipe
+
+    @_pipe.setter
+    def _pipe(self, value):
+        # the stock transport's attribute: None takes the pipe away from the
+        # transport (it will neither warn about it nor close it)
+        (<WritePipe>self._conn).pipe = value
+
+    @property
     def _loop(self):
         return (<WritePipe>self._conn).loop
 
@@ -637,7 +667,11 @@ class WritePipeTransport(_transports._FlowControlMixin, _transports.WriteTranspo
         elif c.closing:
             info.append('closing')
         info.append(f'fd={c.fd}')
-        if not c.closed:
+        if c.closed:
+            pass
+        elif c.loop._closed:
+            info.append('open')     # the stock transport once its loop is closed
+        else:
             info.append('polling' if c.mask & EVP_WRITE else 'idle')
             info.append(f'bufsize={c.outq.size}')
         return '<{}>'.format(' '.join(info))

@@ -11,6 +11,7 @@ import hashlib
 import os
 import pty
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -18,6 +19,9 @@ import pytest
 from net_helpers import LOOP_KINDS, pattern, run, spin, until
 
 BULK = 52 * 1024 * 1024
+# 3.10's stock read pipe transport has no is_reading() (NotImplementedError);
+# evioloop's has it on every version
+HAS_IS_READING = sys.version_info >= (3, 11)
 
 
 @pytest.fixture(params=LOOP_KINDS)
@@ -170,32 +174,39 @@ def test_char_device_write_pipe():
     assert both(main) == ([0], ['made', ('lost', None, None)], True, True)
 
 
+def reading(transport):
+    return transport.is_reading() if HAS_IS_READING else None
+
+
 def test_pause_and_resume_reading():
     async def main():
         loop = asyncio.get_running_loop()
         rf, wf = pipe_pair('pipe')
         rt, rp = await loop.connect_read_pipe(lambda: Rec(pause_in_data=True), rf)
-        out = [rt.is_reading()]
+        out = [reading(rt)]
         os.write(wf.fileno(), b'a' * 10)
         await until(lambda: rp.nbytes, what='first data')
-        out.append(rt.is_reading())
+        out.append(reading(rt))
         os.write(wf.fileno(), b'b' * 10)
         await spin(20)
         out.append(rp.nbytes)           # nothing read while paused
         rt.pause_reading()              # a second pause is a no-op
         rt.resume_reading()
-        out.append(rt.is_reading())
+        out.append(reading(rt))
         await until(lambda: rp.nbytes == 20, what='data after resume')
         rt.resume_reading()
         rt.resume_reading()
         wf.close()
         await rp.lost
-        out.append(rt.is_reading())
+        out.append(reading(rt))
         rt.pause_reading()
         rt.resume_reading()             # both no-ops once closed
         return out, bytes(rp.data), rp.events
     out, data, events = both(main)
-    assert out == [True, False, 10, True, False]
+    if HAS_IS_READING:
+        assert out == [True, False, 10, True, False]
+    else:
+        assert out == [None, None, 10, None, None]
     assert data == b'a' * 10 + b'b' * 10
     assert events == ['made', 'data', ('eof', True), ('lost', None, None)]
 

@@ -25,6 +25,7 @@ from libc.stdint cimport uint32_t
 from evioloop._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ
 
+import contextvars
 import os
 import sys
 import threading
@@ -37,6 +38,19 @@ cdef object waitstatus_to_exitcode = os.waitstatus_to_exitcode
 # 3.10's loop hands the exit to the transport one step later than 3.11+ does
 # (its _child_watcher_callback does call_soon_threadsafe(call_soon, ...))
 cdef bint EXIT_TWO_STEPS = sys.version_info < (3, 11)
+# The context process_exited runs in is that of the stock default watcher:
+# from 3.12 the pidfd one, whose reader is added (a copy of the context) in
+# subprocess_exec's own; before, a thread's, which starts with an empty one.
+cdef bint EXIT_IN_CALLER_CONTEXT = sys.version_info >= (3, 12)
+
+cdef extern from "Python.h":
+    object PyContext_CopyCurrent()
+
+
+cdef object exit_context():
+    if EXIT_IN_CALLER_CONTEXT:
+        return PyContext_CopyCurrent()
+    return contextvars.Context()
 
 
 cdef object exit_code_of(int pid, transp):
@@ -58,12 +72,12 @@ cdef object exit_code_of(int pid, transp):
     return waitstatus_to_exitcode(status)
 
 
-cdef int deliver_exit(CoreLoop loop, transp, returncode) except -1:
+cdef int deliver_exit(CoreLoop loop, transp, returncode, ctx) except -1:
     # in the loop's thread, from the dispatch
     if EXIT_TWO_STEPS:
-        loop.call_soon(loop.call_soon, transp._process_exited, returncode)
+        loop.call_soon(loop.call_soon, transp._process_exited, returncode, context=ctx)
     else:
-        loop.call_soon(transp._process_exited, returncode)
+        loop.call_soon(transp._process_exited, returncode, context=ctx)
     return 0
 
 
@@ -72,6 +86,7 @@ cdef class PidWatch(FdOwner):
     cdef CoreLoop loop
     cdef int pid
     cdef object transp
+    cdef object ctx                 # the context process_exited runs in
     cdef bint reaped
 
     cdef int on_ready(self, uint32_t mask) except -1:
@@ -81,7 +96,7 @@ cdef class PidWatch(FdOwner):
         self.reaped = True
         transp, self.transp = self.transp, None
         self.release()
-        deliver_exit(self.loop, transp, rc)
+        deliver_exit(self.loop, transp, rc, self.ctx)
         return 0
 
     cdef int release(self) except -1:
@@ -120,7 +135,7 @@ cdef reap_in_thread(int pid):
                      daemon=True).start()
 
 
-def _wait_in_thread(loop, pid, transp):
+def _wait_in_thread(loop, pid, transp, ctx):
     """The fallback: block in waitpid, then hand the exit to the loop."""
     try:
         _, status = os.waitpid(pid, 0)
@@ -138,9 +153,10 @@ def _wait_in_thread(loop, pid, transp):
         return
     try:
         if EXIT_TWO_STEPS:
-            loop.call_soon_threadsafe(loop.call_soon, transp._process_exited, returncode)
+            loop.call_soon_threadsafe(loop.call_soon, transp._process_exited, returncode,
+                                      context=ctx)
         else:
-            loop.call_soon_threadsafe(transp._process_exited, returncode)
+            loop.call_soon_threadsafe(transp._process_exited, returncode, context=ctx)
     except RuntimeError:
         # closed between the check and the call
         logger.warning('Loop %r that handles pid %r is closed', loop, pid)
@@ -149,6 +165,7 @@ def _wait_in_thread(loop, pid, transp):
 cdef int watch_child(CoreLoop loop, transp) except -1:
     cdef PidWatch w
     cdef int pid = transp.get_pid()
+    ctx = exit_context()
     pidfd_open = getattr(os, 'pidfd_open', None)
     fd = -1
     if pidfd_open is not None:
@@ -157,13 +174,14 @@ cdef int watch_child(CoreLoop loop, transp) except -1:
         except OSError:
             fd = -1                 # ENOSYS, EPERM (seccomp), ...: the thread
     if fd < 0:
-        threading.Thread(target=_wait_in_thread, args=(loop, pid, transp),
+        threading.Thread(target=_wait_in_thread, args=(loop, pid, transp, ctx),
                          name=f'evioloop-waitpid-{pid}', daemon=True).start()
         return 0
     w = PidWatch()
     w.loop = loop
     w.pid = pid
     w.transp = transp
+    w.ctx = ctx
     w.fd = fd
     try:
         loop.register(w, EVP_READ)
@@ -171,7 +189,7 @@ cdef int watch_child(CoreLoop loop, transp) except -1:
         close_fd(fd)
         w.fd = -1
         w.reaped = True             # the thread below owns the child now
-        threading.Thread(target=_wait_in_thread, args=(loop, pid, transp),
+        threading.Thread(target=_wait_in_thread, args=(loop, pid, transp, ctx),
                          name=f'evioloop-waitpid-{pid}', daemon=True).start()
     return 0
 

@@ -1,10 +1,11 @@
 # cython: language_level=3
 """Layer 3: subprocesses, with each child's exit watched in the loop's own dispatch.
 
-The transport is the stock `_UnixSubprocessTransport` (base_subprocess.py of
-the running Python: returncodes, wait(), kill()/terminate()/send_signal() and
-the order of the pipe and exit callbacks are that version's), and its pipes
-are the compiled ones (`_pipe.pyx`) because it connects them through the loop.
+The transport is asyncio's BaseSubprocessTransport of the running Python
+(base_subprocess.py: returncodes, wait(), kill()/terminate()/send_signal() and
+the order of the pipe and exit callbacks are that version's) started with
+subprocess.Popen as the stock Unix loop starts it, and its pipes are the
+compiled ones (`_pipe.pyx`) because it connects them through the loop.
 
 What replaces asyncio's child watchers:
 
@@ -27,13 +28,13 @@ from evioloop._poller cimport EVP_READ
 
 import contextvars
 import os
+import subprocess
 import sys
 import threading
 from asyncio import base_events as _base_events
-from asyncio import unix_events as _unix_events
+from asyncio import base_subprocess as _base_subprocess
 
 cdef object logger = _base_events.logger
-cdef object UnixSubprocessTransport = _unix_events._UnixSubprocessTransport
 cdef object waitstatus_to_exitcode = os.waitstatus_to_exitcode
 # 3.10's loop hands the exit to the transport one step later than 3.11+ does
 # (its _child_watcher_callback does call_soon_threadsafe(call_soon, ...))
@@ -194,13 +195,23 @@ cdef int watch_child(CoreLoop loop, transp) except -1:
     return 0
 
 
+class SubprocessTransport(_base_subprocess.BaseSubprocessTransport):
+    """asyncio.SubprocessTransport over a Popen child (the stock Unix one, without
+    its AIX-only socketpair for stdin)."""
+
+    def _start(self, args, shell, stdin, stdout, stderr, bufsize, **kwargs):
+        self._proc = subprocess.Popen(
+            args, shell=shell, stdin=stdin, stdout=stdout, stderr=stderr,
+            universal_newlines=False, bufsize=bufsize, **kwargs)
+
+
 async def make_subprocess_transport(CoreLoop loop, protocol, args, shell, stdin, stdout,
                                     stderr, bufsize, extra=None, **kwargs):
     """The stock _make_subprocess_transport, with no child watcher."""
     loop.check_open()
     waiter = loop.create_future()
-    transp = UnixSubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr,
-                                     bufsize, waiter=waiter, extra=extra, **kwargs)
+    transp = SubprocessTransport(loop, protocol, args, shell, stdin, stdout, stderr,
+                                 bufsize, waiter=waiter, extra=extra, **kwargs)
     watch_child(loop, transp)
     try:
         await waiter

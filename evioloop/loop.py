@@ -3,11 +3,13 @@
 `Loop` is the compiled core (`_core.CoreLoop`: run loop, ready queue, timer
 heap, fd table) joined with the stock Unix loop's Python API glue. The core
 comes first in the MRO, so everything on the hot path (call_soon, timers,
-run_forever, add_reader and friends) is compiled, while argument checking,
-name resolution, happy eyeballs, servers, `sock_*`, `sendfile`, signals,
-subprocesses, pipes, the executor and the exception handler come from
-CPython itself, version for version: asyncio's own behaviour is the spec, and
-this way each Python gets exactly its own.
+run_forever, add_reader and friends) is compiled, and so are the transports
+(layer 3: streams in `_stream`, datagrams in `_dgram`, pipes in `_pipe`, a
+child's exit watched by its pidfd in `_process`). Argument checking, name
+resolution, happy eyeballs, servers, `sock_*`, `sendfile`, signals, TLS's
+protocol, the executor and the exception handler come from CPython itself,
+version for version: asyncio's own behaviour is the spec, and this way each
+Python gets exactly its own.
 
 Those stock methods reach file descriptors only through `_add_reader`,
 `_remove_reader`, `_add_writer` and `_remove_writer`, which the core
@@ -25,7 +27,7 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _dgram, _stream
+from . import _core, _dgram, _pipe, _process, _stream
 
 __all__ = ['Loop']
 
@@ -149,6 +151,19 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
         return _dgram.make_datagram_transport(self, sock, protocol, address, waiter, extra)
 
     # -- pipes and subprocesses (layer 3)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _pipe.make_read_pipe_transport(self, pipe, protocol, waiter, extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _pipe.make_write_pipe_transport(self, pipe, protocol, waiter, extra)
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        # the child's exit is a pidfd in the dispatch (a thread where there is
+        # none), never asyncio's child watchers
+        return await _process.make_subprocess_transport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs)
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None,
                        backlog=100, *args, **kwargs):

@@ -94,6 +94,7 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
     """
 
     def __init__(self):
+        """A new, not yet running loop; raises OSError if the poller cannot be made."""
         super().__init__(selector=_FdTableView(self))
 
     # -- the self-pipe: only signals need it

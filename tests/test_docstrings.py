@@ -33,10 +33,6 @@ DUNDERS = {'__init__', '__len__', '__call__', '__iter__', '__aenter__', '__aexit
 # (loop.pyi documents Loop.__init__ for the API reference; loop.py does not.)
 LOOP_UNDOCUMENTED = frozenset({
     'CoreLoop.packet_size',
-    'Loop.__init__',
-    'Loop.add_signal_handler',
-    'Loop.close',
-    'Loop.getaddrinfo',
 })
 
 

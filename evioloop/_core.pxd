@@ -4,12 +4,7 @@ from cpython.object cimport PyObject
 
 from evioloop._poller cimport Poller, EVP_READ, EVP_WRITE
 from evioloop._handles cimport Handle, TimerHandle
-
-
-cdef struct TimerEntry:
-    double when
-    uint64_t seq          # ties on `when` fire in the order they were scheduled
-    PyObject *handle      # a strong reference to a TimerHandle
+from evioloop._timerheap cimport TimerEntry
 
 
 cdef class FdOwner:
@@ -40,7 +35,7 @@ cdef class CoreLoop:
     cdef bint woken               # the poller was triggered since polling began
     cdef list flushing            # owners whose output waits for the end of the iteration
     cdef char *packet             # evio's packet: one read buffer shared by all connections
-    cdef readonly Py_ssize_t packet_size
+    cdef Py_ssize_t packet_size   # its size (C only: not part of the Python API)
     cdef long pid                 # the process that created the loop
 
     # the ready queue: a ring of strong references to Handles

@@ -23,6 +23,7 @@ from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
 from evioloop._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
+from evioloop._timerheap cimport TimerEntry, heap_push, heap_pop, heapify
 
 import inspect
 import os
@@ -288,7 +289,6 @@ cdef class CoreLoop:
     cdef TimerHandle new_timer(self, double when, object callback, tuple args, object context):
         cdef TimerHandle t = TimerHandle.__new__(TimerHandle)
         cdef TimerEntry *grown
-        cdef Py_ssize_t i, parent
         cdef TimerEntry e
         t._callback = callback
         t._args = args
@@ -309,38 +309,15 @@ cdef class CoreLoop:
         e.handle = <PyObject *>t
         Py_INCREF(t)
         t._scheduled = True
-        # sift up
-        i = self.ntimers
+        heap_push(self.timers, self.ntimers, e)
         self.ntimers += 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if not entry_lt(&e, &self.timers[parent]):
-                break
-            self.timers[i] = self.timers[parent]
-            i = parent
-        self.timers[i] = e
         return t
 
     cdef PyObject *pop_timer(self):
         """Remove the earliest timer; the caller owns the returned reference."""
         cdef PyObject *top = self.timers[0].handle
-        cdef TimerEntry last
-        cdef Py_ssize_t i = 0, child, n
+        heap_pop(self.timers, self.ntimers)
         self.ntimers -= 1
-        n = self.ntimers
-        if n > 0:
-            last = self.timers[n]
-            while True:
-                child = 2 * i + 1
-                if child >= n:
-                    break
-                if child + 1 < n and entry_lt(&self.timers[child + 1], &self.timers[child]):
-                    child += 1
-                if not entry_lt(&self.timers[child], &last):
-                    break
-                self.timers[i] = self.timers[child]
-                i = child
-            self.timers[i] = last
         (<TimerHandle>top)._scheduled = False
         return top
 
@@ -859,27 +836,3 @@ cython_clear_loop = loop_type.tp_clear
 loop_type.tp_traverse = traverse_loop
 loop_type.tp_clear = clear_loop
 
-
-cdef inline bint entry_lt(TimerEntry *a, TimerEntry *b):
-    return a.when < b.when or (a.when == b.when and a.seq < b.seq)
-
-
-cdef void heapify(TimerEntry *h, Py_ssize_t n):
-    cdef Py_ssize_t start, i, child
-    cdef TimerEntry e
-    start = n // 2 - 1
-    while start >= 0:
-        i = start
-        e = h[i]
-        while True:
-            child = 2 * i + 1
-            if child >= n:
-                break
-            if child + 1 < n and entry_lt(&h[child + 1], &h[child]):
-                child += 1
-            if not entry_lt(&h[child], &e):
-                break
-            h[i] = h[child]
-            i = child
-        h[i] = e
-        start -= 1

@@ -31,9 +31,7 @@ DUNDERS = {'__init__', '__len__', '__call__', '__iter__', '__aenter__', '__aexit
 # Public methods of evioloop.Loop defined by evioloop (loop.py, _core.pyx)
 # that have no docstring at run time: help(loop.method) says nothing there.
 # (loop.pyi documents Loop.__init__ for the API reference; loop.py does not.)
-LOOP_UNDOCUMENTED = frozenset({
-    'CoreLoop.packet_size',
-})
+LOOP_UNDOCUMENTED = frozenset()
 
 
 def _public_names():

@@ -835,4 +835,3 @@ cython_traverse_loop = loop_type.tp_traverse
 cython_clear_loop = loop_type.tp_clear
 loop_type.tp_traverse = traverse_loop
 loop_type.tp_clear = clear_loop
-

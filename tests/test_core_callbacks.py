@@ -499,3 +499,54 @@ def test_base_exceptions_propagate_from_timers(loop, exc_type):
 def test_evioloop_handle_types_are_exported():
     assert evioloop.Handle is not None
     assert issubclass(evioloop.TimerHandle, evioloop.Handle)
+
+
+def call_soon_argument_forms(loop):
+    """Each way of calling call_soon: what ran (with which context value), or
+    the exception type. evioloop's call_soon is a C method with its own fast
+    path for `context=`; every other form goes to the generic parser."""
+    var = contextvars.ContextVar('var', default='default')
+    seen = []
+
+    def cb(*args):
+        seen.append((args, var.get()))
+
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, 'explicit')
+    forms = {
+        'positional': lambda: loop.call_soon(cb, 1, 2),
+        'context kw': lambda: loop.call_soon(cb, 3, context=ctx),
+        'context None': lambda: loop.call_soon(cb, 4, context=None),
+        'callback kw': lambda: loop.call_soon(callback=cb),
+        'callback and context kw': lambda: loop.call_soon(context=ctx, callback=cb),
+        'no callback': lambda: loop.call_soon(),
+        'unknown kw': lambda: loop.call_soon(cb, foo=1),
+        'context twice': lambda: loop.call_soon(cb, context=ctx, **{'context': ctx}),
+        'kwargs dict': lambda: loop.call_soon(cb, 5, **{'context': ctx}),
+    }
+    results = {}
+    for name, call in forms.items():
+        try:
+            h = call()
+            results[name] = type(h).__name__ in ('Handle', 'evioloop.Handle')
+        except TypeError:
+            results[name] = 'TypeError'
+    run_one_iteration(loop)
+
+    async def from_a_task():
+        # a C Task passes context= with its own (not interned) ('context',)
+        # tuple on every step; the value set here must be seen after a step
+        var.set('task')
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return var.get()
+
+    results['task'] = loop.run_until_complete(from_a_task())
+    return results, seen
+
+
+def test_call_soon_argument_forms_as_on_stock(evloop, stockloop):
+    assert call_soon_argument_forms(evloop) == call_soon_argument_forms(stockloop)
+    results, seen = call_soon_argument_forms(evloop)
+    assert results['context kw'] is True and results['unknown kw'] == 'TypeError'
+    assert ((3,), 'explicit') in seen and ((4,), 'default') in seen

@@ -92,6 +92,25 @@ NEEDS = (
     _n('base_events', 'Server._attach', why='_stream: connections count on their server'),
     _n('base_events', 'Server._detach', why='_stream: connections count on their server'),
 
+    # -- datagrams: _dgram follows the stock datagram transport of this Python
+    _n('selector_events', '_SelectorDatagramTransport',
+       why="_dgram: its source says how this Python counts the write buffer"),
+    _n('selector_events', '_SelectorDatagramTransport.max_size',
+       why='_dgram: the largest Unix datagram read at once, as the stock transport'),
+    _n('selector_events', '_SelectorTransport',
+       why='_dgram: whether this Python has pause_reading on datagram transports'),
+
+    # -- subprocesses: _process builds on the stock BaseSubprocessTransport
+    _n('base_subprocess', 'BaseSubprocessTransport.__init__',
+       params=('loop', 'protocol', 'args', 'shell', 'stdin', 'stdout', 'stderr',
+               'bufsize', 'waiter', 'extra'),
+       mentions=('_start', '_proc'),
+       why='_process: SubprocessTransport overrides _start and reads _proc'),
+    _n('base_subprocess', 'BaseSubprocessTransport._process_exited', params=('returncode',),
+       why="_process: the pidfd watch reports the child's exit through it"),
+    _n('base_subprocess', 'BaseSubprocessTransport._wait',
+       why='_process: a failed start waits for the child, as the stock loop'),
+
     # -- TLS: Loop._make_ssl_transport builds the stock SSLProtocol over the
     # compiled stream transport
     _n('sslproto', 'SSLProtocol.__init__',

@@ -756,7 +756,7 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
 
 # 3.10's datagram transport has no pause_reading/resume_reading/is_reading
 # (asyncio.ReadTransport's, which raise NotImplementedError); 3.11 added them
-if 'pause_reading' not in _selector_events._SelectorTransport.__dict__:
+if 'pause_reading' not in vars(_selector_events._SelectorTransport):
     del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
 
 

@@ -1,0 +1,269 @@
+"""The benchmark report: one Markdown file and one PNG plot per workload group.
+
+    write_report(data, report_dir) -> {'report': path, 'plots': [paths], 'plot_note': str}
+
+`data` is what benchmarks/run.py collects (collect.py turns each part's results into
+it), and what tests/test_bench_report.py builds by hand:
+
+    {'meta': {'date': ..., 'command': ..., 'rounds': ..., 'machine': {...}, 'kernel': ...,
+              'python': ..., 'loops': {name: [version, path] or None},
+              'loadavg_start': ..., 'loadavg_end': ...},
+     'groups': [{'id': 'micro', 'title': ..., 'note': ...,
+                 'workloads': [{'id': ..., 'title': ..., 'unit': 'ops/s', 'base': 'uvloop',
+                                'loadgen': one sentence or None,
+                                'rows': [{'id': 'evioloop', 'label': ..., 'loop': 'evioloop',
+                                          'runs': [{'round': 0, 'rate': ..., 'cpu_us': ...,
+                                                    'hwm_kib': ...} or {'round': 0,
+                                                    'error': ...}]}]}]}],
+     'skipped': [[what, why], ...]}
+
+Every number in the tables is computed here from the runs: the median rate over the
+rounds and its [min-max]; the ratio to the workload's base row (uvloop), paired: the
+ratio of the two runs of the same round, median and [min-max] over the rounds; the
+median CPU time per operation and its paired ratio; the median peak RSS (VmHWM).
+The plots use matplotlib's Agg backend; without matplotlib the report says they were
+skipped and is written all the same.
+"""
+import math
+import os
+import statistics
+
+LOOP_COLORS = {'evioloop': '#2a7ab9', 'uvloop': '#8c8c8c', 'asyncio': '#e08a2c',
+               'rloop': '#6a3d9a', 'C': '#3b9a4a'}
+
+
+def _ok(runs):
+    return [r for r in runs if 'error' not in r and r.get('rate') is not None]
+
+
+def _median(xs):
+    xs = [x for x in xs if x is not None and x == x]
+    return statistics.median(xs) if xs else None
+
+
+def paired_ratios(runs, base_runs, key):
+    """[runs[key] / base[key]] for each round where both ran, in round order."""
+    base = {r['round']: r for r in _ok(base_runs) if r.get(key)}
+    return [r[key] / base[r['round']][key] for r in sorted(_ok(runs), key=lambda r: r['round'])
+            if r['round'] in base and r.get(key) is not None]
+
+
+def row_stats(runs, base_runs=None):
+    """The numbers of one table row (None where there is nothing to compute)."""
+    ok = _ok(runs)
+    rates = [r['rate'] for r in ok]
+    s = {'n': len(ok), 'failed': len(runs) - len(ok),
+         'error': next((r['error'] for r in runs if 'error' in r), None),
+         'rate': _median(rates), 'rate_min': min(rates) if rates else None,
+         'rate_max': max(rates) if rates else None,
+         'cpu_us': _median([r.get('cpu_us') for r in ok]),
+         'hwm_mib': None, 'ratio': None, 'ratio_min': None, 'ratio_max': None,
+         'cpu_ratio': None}
+    hwm = _median([r.get('hwm_kib') for r in ok])
+    if hwm is not None:
+        s['hwm_mib'] = hwm / 1024
+    if base_runs is not None:
+        rs = paired_ratios(runs, base_runs, 'rate')
+        if rs:
+            s.update(ratio=statistics.median(rs), ratio_min=min(rs), ratio_max=max(rs))
+        cs = paired_ratios(runs, base_runs, 'cpu_us')
+        if cs:
+            s['cpu_ratio'] = statistics.median(cs)
+    return s
+
+
+def _base_runs(workload):
+    for row in workload['rows']:
+        if row['id'] == workload.get('base', 'uvloop'):
+            return row['runs']
+    return None
+
+
+def _num(x, spec='.2f'):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return '-'
+    return format(x, spec)
+
+
+def _rate(x):
+    if x is None:
+        return '-'
+    if x >= 1e6:
+        return f'{x / 1e6:.2f}M'
+    if x >= 1e4:
+        return f'{x / 1e3:.1f}k'
+    return f'{x:,.1f}' if x < 100 else f'{x:,.0f}'
+
+
+def loop_summary(group, loop):
+    """Median over the group's workloads of `loop`'s paired rate ratio to the base row."""
+    rs = []
+    for wl in group['workloads']:
+        base = _base_runs(wl)
+        for row in wl['rows']:
+            if row.get('loop') == loop and row['id'] != wl.get('base', 'uvloop') and base:
+                r = row_stats(row['runs'], base)['ratio']
+                if r is not None:
+                    rs.append(r)
+    return (statistics.median(rs), len(rs)) if rs else (None, 0)
+
+
+def _header(meta):
+    m = meta.get('machine', {})
+    lines = ['# Benchmark report', '',
+             f'- **Date (UTC):** {meta.get("date", "?")}',
+             f'- **Command:** `{meta.get("command", "?")}`',
+             f'- **Rounds:** {meta.get("rounds", "?")}, interleaved (every loop once per '
+             'round, the order rotated)',
+             f'- **Machine:** {m.get("cpu", "?")}, {m.get("cores", "?")} cores, '
+             f'{_num(m.get("ram_gib"), ".1f")} GiB RAM',
+             f'- **Kernel:** {meta.get("kernel", "?")}',
+             f'- **Python:** {meta.get("python", "?")}',
+             f'- **Load average** (1, 5, 15 min) at the start: {meta.get("loadavg_start", "?")};'
+             f' at the end: {meta.get("loadavg_end", "?")}. '
+             + meta.get('shared_note', 'The machine was shared with other work during the '
+                        'run: compare ratios within this report, not numbers across reports.'),
+             '', '| loop | version | path |', '| --- | --- | --- |']
+    for name, info in meta.get('loops', {}).items():
+        if info:
+            lines.append(f'| {name} | {info[0]} | `{info[1]}` |')
+        else:
+            lines.append(f'| {name} | not installed | - |')
+    return lines
+
+
+def _summary(data, loops):
+    lines = ['', '## Summary', '',
+             'Median over each group\'s workloads of the paired rate ratio to uvloop '
+             '(higher is faster; each workload\'s ratio is itself the median over the '
+             'rounds).', '',
+             '| group | ' + ' | '.join(f'{x} / uvloop' for x in loops) + ' |',
+             '| --- |' + ' --- |' * len(loops)]
+    for g in data['groups']:
+        cells = []
+        for x in loops:
+            r, n = loop_summary(g, x)
+            cells.append(f'{r:.2f} ({n} rows)' if r is not None else '-')
+        lines.append(f'| {g["title"]} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
+def _group(g, plot_name, plot_note):
+    lines = ['', f'## {g["title"]}', '']
+    if g.get('note'):
+        lines += [g['note'], '']
+    if plot_name:
+        lines += [f'![{g["title"]}: rate ratio to uvloop]({plot_name})', '']
+    else:
+        lines += [f'*Plot skipped: {plot_note}*', '']
+    lines += ['| workload | row | rate | unit | [min-max] | vs uvloop [min-max] | CPU us/op '
+              '| CPU vs uvloop | peak RSS MiB |',
+              '| --- | --- | ---: | --- | --- | --- | ---: | ---: | ---: |']
+    for wl in g['workloads']:
+        base = _base_runs(wl)
+        first = True
+        for row in wl['rows']:
+            s = row_stats(row['runs'], base if row['id'] != wl.get('base', 'uvloop') else None)
+            name = wl['title'] if first else ''
+            first = False
+            if s['n'] == 0:
+                err = ' '.join(str(s['error']).split())[:120].replace('|', '/')
+                lines.append(f'| {name} | {row["label"]} | failed: {err} |||||||')
+                continue
+            ratio = (f'{s["ratio"]:.2f} [{s["ratio_min"]:.2f}-{s["ratio_max"]:.2f}]'
+                     if s['ratio'] is not None else '-')
+            fail = f' ({s["failed"]} failed)' if s['failed'] else ''
+            lines.append(f'| {name} | {row["label"]}{fail} | {_rate(s["rate"])} | '
+                         f'{wl.get("unit", "ops/s")} | '
+                         f'[{_rate(s["rate_min"])}-{_rate(s["rate_max"])}] | {ratio} | '
+                         f'{_num(s["cpu_us"])} | {_num(s["cpu_ratio"])} | '
+                         f'{_num(s["hwm_mib"], ".1f")} |')
+    said = [wl for wl in g['workloads'] if wl.get('loadgen')]
+    if said:
+        lines += ['', '**Is the load generator the bottleneck?** One sentence per workload:', '']
+        lines += [f'- `{wl["id"]}`: {wl["loadgen"]}' for wl in said]
+    return lines
+
+
+def _plot(g, path):
+    """One horizontal bar per non-base row: its paired rate ratio to uvloop, [min-max]."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    labels, vals, lo, hi, colors = [], [], [], [], []
+    for wl in g['workloads']:
+        base = _base_runs(wl)
+        if not base:
+            continue
+        for row in wl['rows']:
+            if row['id'] == wl.get('base', 'uvloop'):
+                continue
+            s = row_stats(row['runs'], base)
+            if s['ratio'] is None:
+                continue
+            labels.append(f'{wl["id"]} · {row["label"]}')
+            vals.append(s['ratio'])
+            lo.append(s['ratio'] - s['ratio_min'])
+            hi.append(s['ratio_max'] - s['ratio'])
+            colors.append(LOOP_COLORS.get(row.get('loop'), '#999999'))
+    if not vals:
+        return False
+    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.28 * len(vals)))
+    y = list(range(len(vals)))[::-1]
+    ax.barh(y, vals, xerr=[lo, hi], color=colors, capsize=2, error_kw={'elinewidth': 0.8})
+    ax.axvline(1.0, color='black', linewidth=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel('rate / uvloop, paired per round (median, [min-max] as error bars)')
+    ax.set_title(g['title'], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write_report(data, report_dir, plots=True):
+    os.makedirs(report_dir, exist_ok=True)
+    plot_note = 'not asked for (--no-plots)'
+    have_mpl = False
+    if plots:
+        try:
+            import matplotlib  # noqa: F401
+            have_mpl = True
+        except ImportError:
+            plot_note = ('matplotlib is not installed (`pip install matplotlib`, or the '
+                         '`bench` extra)')
+    loops = [x for x in ('evioloop', 'asyncio', 'rloop')
+             if any(row.get('loop') == x for g in data['groups'] for wl in g['workloads']
+                    for row in wl['rows'])]
+    lines = _header(data.get('meta', {})) + _summary(data, loops)
+    lines += ['', '## Skipped', '']
+    skipped = data.get('skipped') or []
+    lines += [f'- {what}: {why}' for what, why in skipped] or ['Nothing was skipped.']
+    if not have_mpl:
+        lines.append(f'- the plots: {plot_note}')
+    written = []
+    for g in data['groups']:
+        name = None
+        if have_mpl:
+            fname = f'{g["id"]}.png'
+            if _plot(g, os.path.join(report_dir, fname)):
+                name = fname
+                written.append(os.path.join(report_dir, fname))
+        lines += _group(g, name, plot_note if not have_mpl else 'no ratio to plot')
+    lines += ['', '## How to read this', '',
+              '- **rate** is the median over the rounds; **[min-max]** its range over the '
+              'rounds.',
+              '- **vs uvloop** is paired: the ratio between the two runs of the same round '
+              '(seconds apart, under the same load), median and [min-max] over the rounds. '
+              'Above 1: faster than uvloop. Trust a ratio when its whole range is on one '
+              'side of 1.',
+              '- **CPU us/op** is the CPU time (user + sys) per operation of the server '
+              'process (network workloads) or of the one process (micro and in-process '
+              'workloads); **CPU vs uvloop** its paired ratio (below 1: cheaper).',
+              '- **peak RSS** is the process\'s VmHWM (/proc/PID/status) at the end of the '
+              'run: the server\'s for network workloads, the one process\'s otherwise.']
+    path = os.path.join(report_dir, 'report.md')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return {'report': path, 'plots': written, 'plot_note': None if have_mpl else plot_note}

@@ -338,13 +338,27 @@ def find_cert(tmpdir):
     return None, 'no openssl on PATH and no keycert.pem in CPython\'s test package'
 
 
+PROBE = """
+import json, sys
+out = {}
+for name in sys.argv[1:]:
+    try:
+        m = __import__(name)
+        out[name] = [getattr(m, '__version__', sys.version.split()[0]), m.__file__]
+    except Exception as exc:
+        out[name] = None
+        out[name + ':error'] = f'{type(exc).__name__}: {exc}'
+print(json.dumps(out))
+"""
+
+
 def probe(names):
-    found = {}
-    for name in names:
-        r = subprocess.run([sys.executable, '-c', f'import {name}'], cwd=HERE,
-                           capture_output=True, text=True)
-        found[name] = r.returncode == 0
-    return found
+    """{loop: [version, path] or None} (and loop:error), from one fresh interpreter."""
+    r = subprocess.run([sys.executable, '-c', PROBE] + list(names), cwd=HERE,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return {name: None for name in names}
+    return json.loads(r.stdout)
 
 
 def run_one(loop_name, workload, seconds, env):
@@ -385,7 +399,7 @@ def main(argv=None, collect=None):
     """Run the rounds and print a table; with a dict as collect, leave the results there."""
     a = parse_args(sys.argv[1:] if argv is None else argv)
     found = probe(a.loops)
-    loops = [x for x in a.loops if found[x]]
+    loops = [x for x in a.loops if found.get(x)]
     missing = [x for x in a.loops if not found[x]]
     skipped = []
     for x in missing:
@@ -431,6 +445,7 @@ def main(argv=None, collect=None):
     print_table(results, workloads, loops)
     if collect is not None:
         collect.update(results=results, workloads=workloads, loops=loops, missing=missing,
+                       found={x: found.get(x) for x in a.loops},
                        skipped=skipped, cert=cert_note, rounds=a.rounds, seconds=a.time)
     if a.json:
         with open(a.json, 'w') as f:

@@ -149,6 +149,7 @@ def run_inproc(a, collect):
 
 def write_report(a, argv, parts, start_load):
     import collect as col
+    import inproc
     import micro
     import report
     groups, skipped = [], []
@@ -165,7 +166,9 @@ def write_report(a, argv, parts, start_load):
         groups += g
         skipped += s
     skipped += [(f'part {x}', 'not asked for (--only)') for x in PARTS if x not in a.parts]
-    loops = micro.probe_loops(list(micro.LOOPS))
+    # the versions and paths of the loops measured (probed by the parts themselves)
+    loops = (parts.get('inproc', {}).get('found') or parts.get('micro', {}).get('found')
+             or inproc.probe(inproc.LOOPS))
     loops = {k: v for k, v in loops.items() if ':' not in k}
     rounds = a.rounds or 'micro and in-process 5, network 3'
     data = {'meta': col.meta(argv, rounds, loops, start_load), 'groups': groups,

@@ -185,6 +185,9 @@ def from_net(c, net):
     for g in groups.values():
         g['note'] = ('Server CPU per request and the server process\'s peak RSS; the client '
                      'runs in its own process (benchmarks/net/README.md).')
+    groups['events']['note'] += (' Here "vs uvloop" is against the asyncio.Protocol (or '
+                                 'resp.py Redis) server on uvloop of the same workload: the '
+                                 'row shown with "-".')
     for cell in cells:
         if cell.classic:
             g = groups['http' if cell.mode == 'http' else 'echo']

@@ -1,6 +1,11 @@
 """The benchmark report: one Markdown file and one PNG plot per workload group.
 
     write_report(data, report_dir) -> {'report': path, 'plots': [paths], 'plot_note': str}
+    python benchmarks/report.py --publish [DIR]     # DIR (default benchmarks/results/latest)
+                                                    # -> docs/data/bench/, for the docs
+
+write_report also saves `data` as DIR/data.json, so a report can be written again
+(`python benchmarks/report.py --from DIR/data.json --to OTHER_DIR`).
 
 `data` is what benchmarks/run.py collects (collect.py turns each part's results into
 it), and what tests/test_bench_report.py builds by hand:
@@ -24,9 +29,20 @@ median CPU time per operation and its paired ratio; the median peak RSS (VmHWM).
 The plots use matplotlib's Agg backend; without matplotlib the report says they were
 skipped and is written all the same.
 """
+import argparse
+import json
 import math
 import os
+import re
+import shutil
 import statistics
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DEFAULT_DIR = os.path.join(HERE, 'results', 'latest')
+DOCS = os.path.join(REPO, 'docs')
+DOCS_DIR = os.path.join(DOCS, 'data', 'bench')
 
 LOOP_COLORS = {'evioloop': '#2a7ab9', 'uvloop': '#8c8c8c', 'asyncio': '#e08a2c',
                'rloop': '#6a3d9a', 'C': '#3b9a4a'}
@@ -189,7 +205,9 @@ def _plot(g, path):
     """One horizontal bar per non-base row: its paired rate ratio to uvloop, [min-max]."""
     import matplotlib
     matplotlib.use('Agg')
+    import matplotlib.patches
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     labels, vals, lo, hi, colors = [], [], [], [], []
     for wl in g['workloads']:
         base = _base_runs(wl)
@@ -208,16 +226,29 @@ def _plot(g, path):
             colors.append(LOOP_COLORS.get(row.get('loop'), '#999999'))
     if not vals:
         return False
-    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.28 * len(vals)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.28 * len(vals)))
     y = list(range(len(vals)))[::-1]
-    ax.barh(y, vals, xerr=[lo, hi], color=colors, capsize=2, error_kw={'elinewidth': 0.8})
+    # log scale: 2x faster and 2x slower are the same distance from 1
+    ax.set_xscale('log', base=2)
+    # each bar runs from 1 to its ratio: right of the line faster than uvloop, left slower
+    ax.barh(y, [v - 1 for v in vals], left=1, xerr=[lo, hi], color=colors, capsize=2,
+            error_kw={'elinewidth': 0.8})
     ax.axvline(1.0, color='black', linewidth=0.8)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlabel('rate / uvloop, paired per round (median, [min-max] as error bars)')
+    lo_x = min(min(v - e for v, e in zip(vals, lo, strict=True)), 0.5)
+    hi_x = max(max(v + e for v, e in zip(vals, hi, strict=True)), 2)
+    ax.set_xlim(lo_x / 1.3, hi_x * 1.3)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+    ax.set_xlabel('rate / the workload\'s uvloop row, paired per round: median, '
+                  '[min-max] as error bars (log scale; > 1: faster)', fontsize=8)
     ax.set_title(g['title'], fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    seen = dict.fromkeys(c for c in colors)
+    names = {v: k for k, v in LOOP_COLORS.items()}
+    names[LOOP_COLORS['C']] = 'reference server'
+    handles = [matplotlib.patches.Patch(color=c, label=names.get(c, 'other')) for c in seen]
+    ax.legend(handles=handles, fontsize=7, loc='lower right')
+    fig.savefig(path, dpi=90, bbox_inches='tight')
     plt.close(fig)
     return True
 
@@ -266,4 +297,56 @@ def write_report(data, report_dir, plots=True):
     path = os.path.join(report_dir, 'report.md')
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
+    with open(os.path.join(report_dir, 'data.json'), 'w') as f:
+        json.dump(data, f, indent=1)
     return {'report': path, 'plots': written, 'plot_note': None if have_mpl else plot_note}
+
+
+def publish(src, dest=DOCS_DIR, docs=DOCS):
+    """Copy a report into the docs: report.md with its headings one level down (the
+    page docs/benchmarks.md includes it under its own title) and its image links made
+    relative to docs/, the PNGs and data.json.  Returns the files written."""
+    os.makedirs(dest, exist_ok=True)
+    for old in os.listdir(dest):            # plots of a previous report must not linger
+        if old.endswith('.png'):
+            os.remove(os.path.join(dest, old))
+    prefix = os.path.relpath(dest, docs).replace(os.sep, '/') + '/'
+    with open(os.path.join(src, 'report.md')) as f:
+        md = f.read()
+    md = re.sub(r'^(#+) ', lambda m: '#' + m.group(1) + ' ', md, flags=re.M)
+    md = re.sub(r'\]\(([\w.-]+\.png)\)', lambda m: f']({prefix}{m.group(1)})', md)
+    out = [os.path.join(dest, 'report.md')]
+    with open(out[0], 'w') as f:
+        f.write(md)
+    for name in sorted(os.listdir(src)):
+        if name.endswith('.png') or name == 'data.json':
+            shutil.copyfile(os.path.join(src, name), os.path.join(dest, name))
+            out.append(os.path.join(dest, name))
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog='report.py', description=__doc__.split('\n')[0])
+    p.add_argument('--publish', nargs='?', const=DEFAULT_DIR, metavar='DIR',
+                   help='copy the report in DIR (default benchmarks/results/latest) to '
+                        'docs/data/bench/')
+    p.add_argument('--from', dest='data', metavar='JSON',
+                   help='write the report again from a data.json')
+    p.add_argument('--to', metavar='DIR', help='with --from: where (default: beside it)')
+    a = p.parse_args(argv)
+    if a.publish:
+        for path in publish(a.publish):
+            print(path)
+        return 0
+    if a.data:
+        with open(a.data) as f:
+            data = json.load(f)
+        out = write_report(data, a.to or os.path.dirname(os.path.abspath(a.data)))
+        print(out['report'])
+        return 0
+    p.print_help()
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

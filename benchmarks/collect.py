@@ -82,8 +82,15 @@ def from_micro(c, rows_meta):
                                  'cpu_us': m['cpu_seconds'] / m['ops'] * 1e6})
             rws.append({'id': x, 'label': 'stock' if x == 'asyncio' else x, 'loop': x,
                         'runs': runs})
+        busy = [100 * m['ops_per_s'] / m['ops_per_cpu_s'] for x in c['loops']
+                for m in c['results'][row][x] if 'error' not in m and m['ops_per_cpu_s']]
+        sentence = None
+        if busy:
+            sentence = ('no load generator: the worker process does every operation itself '
+                        f'and was on the CPU {statistics.median(busy):.0f}% of its timed '
+                        'runs (CPU / wall time, median over all loops and rounds).')
         wls.append({'id': row, 'title': rows_meta[row][0], 'unit': 'ops/s', 'base': 'uvloop',
-                    'rows': rws, 'loadgen': None})
+                    'rows': rws, 'loadgen': sentence})
     group = {'id': 'micro', 'title': 'Micro benchmark: loop primitives', 'workloads': wls,
              'note': 'One process per loop and row, no load generator: every operation is '
                      'the loop\'s own work (benchmarks/README.md). CPU is the worker '

@@ -96,7 +96,7 @@ def test_report_has_every_section_and_skips_plots_without_matplotlib(tmp_path, m
     _no_matplotlib(monkeypatch)
     out = report.write_report(synthetic(), str(tmp_path))
     assert out['plots'] == [] and 'matplotlib is not installed' in out['plot_note']
-    assert sorted(os.listdir(tmp_path)) == ['report.md']
+    assert sorted(os.listdir(tmp_path)) == ['data.json', 'report.md']      # no PNG
     md = (tmp_path / 'report.md').read_text()
     for needed in ('# Benchmark report', '**Date (UTC):** 2026-01-02 03:04 UTC',
                    '`python benchmarks/run.py -x`', '**Rounds:** 3', 'Test CPU, 2 cores, 4.0 GiB',
@@ -142,8 +142,10 @@ def test_report_writes_one_png_per_group_with_matplotlib(tmp_path):
 def test_quick_spawn_run_end_to_end(tmp_path):
     """run.py --quick --only spawn: the report shows the ratios of the run's own JSON."""
     rdir, jdir = tmp_path / 'report', tmp_path / 'json'
+    # one round (the [min-max] math is tested above): the cheapest run that goes through
+    # every step, from the workers to the report
     cmd = [sys.executable, os.path.join(BENCH, 'run.py'), '--quick', '--only', 'spawn',
-           '--rounds', '2', '--no-plots', '--report-dir', str(rdir), '--json-dir', str(jdir)]
+           '--rounds', '1', '--no-plots', '--report-dir', str(rdir), '--json-dir', str(jdir)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert 'skipped:' in r.stdout and 'part micro: not asked for (--only)' in r.stdout
@@ -159,3 +161,21 @@ def test_quick_spawn_run_end_to_end(tmp_path):
         row = next(x for x in md.splitlines() if re.match(rf'\| [^|]* \| {label} \|', x))
         want = f'{statistics.median(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}]'
         assert want in row, (want, row)
+
+
+def test_publish_moves_headings_down_and_links_the_plots_from_docs(tmp_path, monkeypatch):
+    _no_matplotlib(monkeypatch)
+    src, docs = tmp_path / 'src', tmp_path / 'docs'
+    report.write_report(synthetic(), str(src))
+    (src / 'g1.png').write_bytes(b'png')      # as if matplotlib had drawn it
+    with open(src / 'report.md', 'a') as f:
+        f.write('![Group One](g1.png)\n')
+    dest = docs / 'data' / 'bench'
+    dest.mkdir(parents=True)
+    (dest / 'old.png').write_bytes(b'stale')   # a plot of an older report: removed
+    written = report.publish(str(src), str(dest), str(docs))
+    assert sorted(os.listdir(dest)) == ['data.json', 'g1.png', 'report.md']
+    assert len(written) == 3
+    md = (dest / 'report.md').read_text()
+    assert md.startswith('## Benchmark report\n') and '\n### Group One\n' in md
+    assert '![Group One](data/bench/g1.png)' in md and '](g1.png)' not in md

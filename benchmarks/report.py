@@ -124,6 +124,33 @@ def loop_summary(group, loop):
     return (statistics.median(rs), len(rs)) if rs else (None, 0)
 
 
+def _memory(data):
+    """Per group and loop: the median and the largest peak RSS of its server rows."""
+    order = ['evioloop', 'uvloop', 'asyncio', 'rloop', 'C']
+    per = {}
+    for g in data['groups']:
+        for wl in g['workloads']:
+            for row in wl['rows']:
+                h = row_stats(row['runs'])['hwm_mib']
+                if h is not None:
+                    per.setdefault(g['title'], {}).setdefault(row.get('loop'), []).append(h)
+    if not per:
+        return []
+    loops = [x for x in order if any(x in v for v in per.values())]
+    name = {'asyncio': 'stock', 'C': 'reference servers'}
+    lines = ['', '## Peak memory of each server', '',
+             'VmHWM (the RSS high-water mark) of the server process of every network run, '
+             'or of the one process of the in-process runs, in MiB: the median over the '
+             'group\'s rows (each row: the median over its runs), and the largest row.', '',
+             '| group | ' + ' | '.join(name.get(x, x) for x in loops) + ' |',
+             '| --- |' + ' ---: |' * len(loops)]
+    for title, by_loop in per.items():
+        cells = [f'{statistics.median(by_loop[x]):.1f} (max {max(by_loop[x]):.1f})'
+                 if x in by_loop else '-' for x in loops]
+        lines.append(f'| {title} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def _header(meta):
     m = meta.get('machine', {})
     lines = ['# Benchmark report', '',
@@ -267,7 +294,7 @@ def write_report(data, report_dir, plots=True):
     loops = [x for x in ('evioloop', 'asyncio', 'rloop')
              if any(row.get('loop') == x for g in data['groups'] for wl in g['workloads']
                     for row in wl['rows'])]
-    lines = _header(data.get('meta', {})) + _summary(data, loops)
+    lines = _header(data.get('meta', {})) + _summary(data, loops) + _memory(data)
     lines += ['', '## Skipped', '']
     skipped = data.get('skipped') or []
     lines += [f'- {what}: {why}' for what, why in skipped] or ['Nothing was skipped.']

@@ -118,6 +118,9 @@ def test_report_has_every_section_and_skips_plots_without_matplotlib(tmp_path, m
     assert 'failed: it broke / badly' in broke
     assert '| evioloop / uvloop | asyncio / uvloop |' in md
     assert '| Group One | 2.00 (1 rows) | 0.50 (1 rows) |' in md
+    # every run of the synthetic rows peaked at 2048 KiB; the failed row has none
+    assert '## Peak memory of each server' in md
+    assert '| Group One | 2.0 (max 2.0) | 2.0 (max 2.0) | 2.0 (max 2.0) |' in md
 
 
 def test_report_writes_one_png_per_group_with_matplotlib(tmp_path):

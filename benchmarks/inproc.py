@@ -158,15 +158,26 @@ async def run_udp(loop, seconds):
 
 
 class CountingProtocol(asyncio.SubprocessProtocol):
+    """Counts the child's stdout; done when the child has exited and its pipe is at EOF
+    (the two come in either order)."""
+
     def __init__(self, done):
-        self.done, self.nbytes = done, 0
+        self.done, self.nbytes, self.waiting = done, 0, {'exit', 'eof'}
 
     def pipe_data_received(self, fd, data):
         self.nbytes += len(data)
 
-    def process_exited(self):
-        if not self.done.done():
+    def _seen(self, what):
+        self.waiting.discard(what)
+        if not self.waiting and not self.done.done():
             self.done.set_result(None)
+
+    def pipe_connection_lost(self, fd, exc):
+        if fd == 1:
+            self._seen('eof')
+
+    def process_exited(self):
+        self._seen('exit')
 
 
 async def run_pipe_read(loop, total):
@@ -180,11 +191,6 @@ async def run_pipe_read(loop, total):
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         await asyncio.wait_for(done, 120)
-        # process_exited may come before the pipe's last data: wait for EOF too
-        for _ in range(1000):
-            if proto.nbytes >= total or transport.get_pipe_transport(1) is None:
-                break
-            await asyncio.sleep(0.001)
     finally:
         transport.close()
     win.ops = proto.nbytes

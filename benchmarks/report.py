@@ -273,6 +273,7 @@ def _plot(g, path):
     seen = dict.fromkeys(c for c in colors)
     names = {v: k for k, v in LOOP_COLORS.items()}
     names[LOOP_COLORS['C']] = 'reference server'
+    names[LOOP_COLORS['asyncio']] = 'stock'
     handles = [matplotlib.patches.Patch(color=c, label=names.get(c, 'other')) for c in seen]
     ax.legend(handles=handles, fontsize=7, loc='lower right')
     fig.savefig(path, dpi=90, bbox_inches='tight')

@@ -134,20 +134,27 @@ def _memory(data):
                 h = row_stats(row['runs'])['hwm_mib']
                 if h is not None:
                     per.setdefault(g['title'], {}).setdefault(row.get('loop'), []).append(h)
-    if not per:
+    notes = data.get('memory_notes') or []
+    if not per and not notes:
         return []
     loops = [x for x in order if any(x in v for v in per.values())]
     name = {'asyncio': 'stock', 'C': 'reference servers'}
-    lines = ['', '## Peak memory of each server', '',
-             'VmHWM (the RSS high-water mark) of the server process of every network run, '
-             'or of the one process of the in-process runs, in MiB: the median over the '
-             'group\'s rows (each row: the median over its runs), and the largest row.', '',
-             '| group | ' + ' | '.join(name.get(x, x) for x in loops) + ' |',
-             '| --- |' + ' ---: |' * len(loops)]
+    lines = ['', '## Peak memory of each server']
+    if per:
+        lines += ['', 'VmHWM (the RSS high-water mark) of the server process of every network '
+                  'run, or of the one process of the in-process runs, in MiB: the median over '
+                  'the group\'s rows (each row: the median over its runs), and the largest '
+                  'row.', '', '| group | ' + ' | '.join(name.get(x, x) for x in loops) + ' |',
+                  '| --- |' + ' ---: |' * len(loops)]
     for title, by_loop in per.items():
         cells = [f'{statistics.median(by_loop[x]):.1f} (max {max(by_loop[x]):.1f})'
                  if x in by_loop else '-' for x in loops]
         lines.append(f'| {title} | ' + ' | '.join(cells) + ' |')
+    if notes:
+        lines += ['', 'An Events server on evioloop whose peers send and never read '
+                  '(`benchmarks/net/events_memory.py`: each input gets a large reply, so '
+                  'without the output bound its memory would grow without end):', '']
+        lines += [f'    {x}' for x in notes]
     return lines
 
 

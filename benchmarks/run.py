@@ -22,7 +22,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 NET_RUN = os.path.join(HERE, 'net', 'run.py')
 DEFAULT_REPORT_DIR = os.path.join(HERE, 'results', 'latest')
-PARTS = ('micro', 'net', 'inproc')
+PARTS = ('micro', 'net', 'inproc', 'memory')
+EVENTS_MEMORY = os.path.join(HERE, 'net', 'events_memory.py')
 QUICK_ROUNDS = 3        # --quick still runs 3 interleaved rounds, of shorter runs
 
 
@@ -31,8 +32,9 @@ def parse_args(argv):
     p.add_argument('--quick', action='store_true',
                    help='smoke run: fewer rounds and shorter measurements')
     p.add_argument('--only', metavar='PARTS',
-                   help='comma-separated parts to run: micro, net, inproc, or in-process '
-                        'workloads (udp, pipe-read, pipe-write, spawn, tls-1k, tls-100k)')
+                   help='comma-separated parts to run: micro, net, inproc, memory '
+                        '(net/events_memory.py), or in-process workloads (udp, pipe-read, '
+                        'pipe-write, spawn, tls-1k, tls-100k)')
     p.add_argument('--rounds', type=int, metavar='N',
                    help='rounds per benchmark (default: micro and inproc 5, net 3; '
                         f'--quick: {QUICK_ROUNDS})')
@@ -147,6 +149,25 @@ def run_inproc(a, collect):
     return inproc.main(argv, collect=collect)
 
 
+def run_memory(a, collect):
+    """net/events_memory.py: an Events server's RSS while its peers never read."""
+    cmd = [sys.executable, EVENTS_MEMORY, '--seconds', '2' if a.quick else '5']
+    # from benchmarks/net/: its server child (python -c) must not import the source tree
+    try:
+        r = subprocess.run(cmd, cwd=os.path.dirname(EVENTS_MEMORY), capture_output=True,
+                           text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        r = None
+    if r is None or r.returncode != 0:
+        why = 'timed out' if r is None else (r.stderr.strip().splitlines() or ['?'])[-1]
+        print(f'events_memory.py failed: {why}', file=sys.stderr)
+        collect['error'] = why
+        return 1
+    print(r.stdout, end='')
+    collect['lines'] = r.stdout.strip().splitlines()
+    return 0
+
+
 def write_report(a, argv, parts, start_load):
     import collect as col
     import inproc
@@ -165,6 +186,9 @@ def write_report(a, argv, parts, start_load):
         g, s = col.from_inproc(parts['inproc'])
         groups += g
         skipped += s
+    memory = parts.get('memory', {})
+    if memory.get('error'):
+        skipped.append(('net/events_memory.py', f'failed: {memory["error"]}'))
     skipped += [(f'part {x}', 'not asked for (--only)') for x in PARTS if x not in a.parts]
     # the versions and paths of the loops measured (probed by the parts themselves)
     loops = (parts.get('inproc', {}).get('found') or parts.get('micro', {}).get('found')
@@ -172,7 +196,7 @@ def write_report(a, argv, parts, start_load):
     loops = {k: v for k, v in loops.items() if ':' not in k}
     rounds = a.rounds or 'micro and in-process 5, network 3'
     data = {'meta': col.meta(argv, rounds, loops, start_load), 'groups': groups,
-            'skipped': skipped}
+            'skipped': skipped, 'memory_notes': memory.get('lines', [])}
     out = report.write_report(data, a.report_dir, plots=not a.no_plots)
     print(f'\nreport: {out["report"]}' + (f' and {len(out["plots"])} plots'
                                          if out['plots'] else f' (plots skipped: '
@@ -215,6 +239,11 @@ def main(argv=None):
     if 'inproc' in a.parts:
         print('=' * 20, 'in-process benchmarks (UDP, pipes, spawn, TLS)', '=' * 20, flush=True)
         rc = run_inproc(a, parts.setdefault('inproc', {})) or rc
+        print(flush=True)
+    if 'memory' in a.parts:
+        print('=' * 20, 'memory of an Events server whose peers never read', '=' * 20,
+              flush=True)
+        rc = run_memory(a, parts.setdefault('memory', {})) or rc
     try:
         write_report(a, argv, parts, start_load)
     except Exception:       # the measurements were printed; a report bug must show

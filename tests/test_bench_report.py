@@ -65,6 +65,7 @@ def synthetic():
         'groups': [{'id': 'g1', 'title': 'Group One', 'note': 'A note.',
                     'workloads': [wl, failed]}],
         'skipped': [('net cell redis-p1', 'redis-benchmark is not installed')],
+        'memory_notes': ['server RSS: 20.0 MiB before, peak 30.0 MiB'],
     }
 
 
@@ -124,6 +125,7 @@ def test_report_has_every_section_and_skips_plots_without_matplotlib(tmp_path, m
     # every run of the synthetic rows peaked at 2048 KiB; the failed row has none
     assert '## Peak memory of each server' in md
     assert '| Group One | 2.0 (max 2.0) | 2.0 (max 2.0) | 2.0 (max 2.0) |' in md
+    assert '    server RSS: 20.0 MiB before, peak 30.0 MiB' in md
 
 
 def test_report_writes_one_png_per_group_with_matplotlib(tmp_path):

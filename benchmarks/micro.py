@@ -418,7 +418,8 @@ def parse_args(argv):
     return a
 
 
-def main(argv=None):
+def main(argv=None, collect=None):
+    """Run the rows; with a dict as collect, leave the per-round results there too."""
     a = parse_args(sys.argv[1:] if argv is None else argv)
     found = probe_loops(a.loops)
     loops = []
@@ -454,6 +455,9 @@ def main(argv=None):
             for w in workers.values():
                 w.close()
         print(f'  {ROWS[row][0]}: done ({time.monotonic() - t_start:.0f} s)', flush=True)
+    if collect is not None:
+        collect.update(results=results, rows=a.rows, loops=loops, rounds=a.rounds,
+                       found=found, missing=[x for x in a.loops if x not in loops])
     summary = summarize(results, a.rows, loops)
     cpu_summary = summarize(results, a.rows, loops, 'ops_per_cpu_s')
     print()

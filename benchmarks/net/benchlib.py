@@ -47,13 +47,14 @@ class Cell:
 
     @property
     def id(self):
-        if self.kind == 'http':
-            return f'http-c{self.conns}'
+        if self.mode == 'http':
+            return f'{self.kind}-c{self.conns}'
         return f'{self.kind}-{self.size // 1024}k-c{self.conns}'
 
     @property
     def mode(self):
-        return 'http' if self.kind == 'http' else 'echo'
+        # 'http2w' (head and body in two writes) is driven like 'http'
+        return 'http' if self.kind.startswith('http') else 'echo'
 
 
 class LineReader:
@@ -103,6 +104,18 @@ def proc_stat_busy():
         return None
     tck = os.sysconf('SC_CLK_TCK')
     return sum(fields[0:3]) / tck, sum(fields[5:7]) / tck, sum(fields[3:5]) / tck
+
+
+def vm_hwm_kib(pid):
+    """The peak resident set size (VmHWM, KiB) of a live process so far, or None."""
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def stop(proc):

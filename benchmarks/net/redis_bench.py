@@ -28,7 +28,7 @@ import threading
 import time
 
 from benchlib import Cell, LineReader, fmt, fmt_int, median, paired, paired_list, \
-    proc_stat_busy, send, stderr_tail, stop, summarize
+    proc_stat_busy, send, stderr_tail, stop, summarize, vm_hwm_kib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER_PY = os.path.join(HERE, 'server.py')
@@ -267,6 +267,7 @@ def run_one(cell, server, opts):
         rps, wall, cli_cpu = benchmark(port, p, TESTS, n, 60 + 20 * target)
         busy1 = proc_stat_busy()
         cpu1 = cpu()
+        hwm = vm_hwm_kib(proc.pid)      # the server's peak RSS over its whole life
         missing = [t for t in RESULTS if t not in rps]
         if missing:
             raise RuntimeError(f'redis-benchmark reported no {", ".join(missing)}')
@@ -289,6 +290,8 @@ def run_one(cell, server, opts):
         # % of one core over redis-benchmark's whole life (its start-up included)
         'srv_pct': 100 * srv_cpu / wall, 'cli_pct': 100 * cli_cpu / wall,
     }
+    if hwm is not None:
+        out['srv_hwm_kib'] = hwm
     if busy0 is not None and busy1 is not None:
         out['other'] = max(0.0, (busy1[0] - busy0[0]) - srv_cpu - cli_cpu) / wall
         out['sirq_us'] = (busy1[1] - busy0[1]) / reqs * 1e6

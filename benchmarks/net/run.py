@@ -28,7 +28,7 @@ import events_bench  # noqa: E402
 import redis_bench  # noqa: E402
 from benchlib import (CREF, LOOP_LABEL, Cell, LineReader, disagreement, fmt,  # noqa: E402
                       fmt_int, median, paired, paired_list, proc_stat_busy, send, size_label,
-                      stderr_tail, stop, summarize)
+                      stderr_tail, stop, summarize, vm_hwm_kib)
 
 BUILD = os.path.join(os.path.dirname(HERE), 'build', 'net')
 SERVER_PY = os.path.join(HERE, 'server.py')
@@ -39,7 +39,9 @@ KIND_TITLE = {
     'streams': 'echo, asyncio streams (start_server, read/write/drain)',
     'buffered': 'echo, asyncio.BufferedProtocol',
     'http': 'keep-alive HTTP/1.1, httptools parser (Protocol), fixed 13-byte body',
+    'http2w': 'the same HTTP server, each response written as head + body (two writes)',
 }
+HTTP_KINDS = ('http', 'http2w')
 SIZES = (1024, 10240, 102400)
 CONNS = (1, 10, 100)
 HTTP_CONNS = (10, 100)
@@ -54,11 +56,16 @@ DEFAULT_WARMUP = 0.2
 EXTRA_BUDGET = 45.0
 QUICK_DURATION = 0.3
 QUICK_WARMUP = 0.1
+QUICK_ROUNDS = 3
+# --quick without --filter: one cell of every workload, 3 rounds (the whole matrix
+# took 3 min 40 s for one round of 0.3 s runs here, at a load average of 6)
+QUICK_CELLS = ('proto-1k-c10', 'proto-100k-c10', 'streams-1k-c10', 'buffered-1k-c10',
+               'http-c10', 'http2w-c10', 'events-1k-c10', 'events-http-c10', 'redis-p16')
 
 
 def all_cells():
     cells = [Cell(k, s, c) for k in ECHO_KINDS for s in SIZES for c in CONNS]
-    cells += [Cell('http', None, c) for c in HTTP_CONNS]
+    cells += [Cell(k, None, c) for k in HTTP_KINDS for c in HTTP_CONNS]
     return cells + events_bench.cells() + redis_bench.cells()
 
 
@@ -128,6 +135,7 @@ def run_one(cell, server, opts, exes):
         busy1 = proc_stat_busy()
         send(srv, 'cpu')
         cpu1 = float(srv_out.readline(10).split()[1])
+        hwm = vm_hwm_kib(srv.pid)       # the server's peak RSS over its whole life
         stop(cli)
         if cli.returncode not in (0, None):
             raise RuntimeError(f'client exited with {cli.returncode}')
@@ -152,6 +160,8 @@ def run_one(cell, server, opts, exes):
         'cli_us': cli_cpu / reqs * 1e6 if reqs else float('nan'),
         'srv_pct': 100 * srv_cpu / elapsed, 'cli_pct': 100 * cli_cpu / elapsed,
     }
+    if hwm is not None:
+        out['srv_hwm_kib'] = hwm
     if busy0 is not None and busy1 is not None:
         # What the rest of the machine did during the window (other agents, this
         # script), in cores; and the irq+softirq time per request.  Coarse: /proc/stat
@@ -191,7 +201,7 @@ Columns (medians over the rounds):
 def print_tables(cells, servers, results, opts, out):
     w = out.write
     w('\n' + LEGEND)
-    for kind in ECHO_KINDS + ('http',):
+    for kind in ECHO_KINDS + HTTP_KINDS:
         kcells = [c for c in cells if c.kind == kind]
         if not kcells:
             continue
@@ -258,9 +268,8 @@ def print_summary(cells, servers, results, opts, out):
     print_client_check(cells, servers, results, out)
 
 
-def print_client_check(cells, servers, results, out):
-    """Show, per cell, that the load generator is not what limits the Python rows."""
-    w = out.write
+def client_rows(cells, servers, results):
+    """Per cell with a C reference run: the numbers the load generator check rests on."""
     rows = []
     for cell in cells:
         c = summarize(results.get((cell.id, CREF), []))
@@ -277,6 +286,34 @@ def print_client_check(cells, servers, results, out):
         srv_pct = median([sm['srv_pct'] for sm in py])
         cli_pct = median([sm['cli_pct'] for sm in py])
         rows.append((cell, c, best, min_us, srv_pct, cli_pct))
+    return rows
+
+
+def client_verdict(cell, c, best, min_us, srv_pct, cli_pct):
+    """(verdict, one sentence with the numbers it rests on) for one client_rows() row."""
+    direct = c['rps'] >= 1.3 * best
+    by_cpu = min_us >= 1.3 * c['cli_us'] and srv_pct > cli_pct
+    if direct:
+        return 'not the bottleneck (direct)', (
+            f'the same client drove the C server at {c["rps"]:,.0f} req/s, '
+            f'{c["rps"] / best:.2f}x the fastest Python server ({best:,.0f})')
+    if by_cpu:
+        return 'not the bottleneck (by CPU)', (
+            f'the client needed {c["cli_us"]:.2f} us of CPU per request (C run), '
+            f'{min_us / c["cli_us"]:.2f}x less than the cheapest Python server '
+            f'({min_us:.2f} us), and the servers used {srv_pct:.0f}% of a core to the '
+            f'client\'s {cli_pct:.0f}%')
+    verdict = 'round-trip bound (1 conn)' if cell.conns == 1 else 'shares the limit'
+    return verdict, (
+        f'not shown: the client drove the C server at only {c["rps"] / best:.2f}x the '
+        f'fastest Python server and needed {c["cli_us"]:.2f} us/req to the cheapest '
+        f'server\'s {min_us:.2f}; compare server CPU per request here')
+
+
+def print_client_check(cells, servers, results, out):
+    """Show, per cell, that the load generator is not what limits the Python rows."""
+    w = out.write
+    rows = client_rows(cells, servers, results)
     if not rows:
         return
     w('\n== Is the load generator the bottleneck? ==\n'
@@ -292,12 +329,8 @@ def print_client_check(cells, servers, results, out):
       f' {"Py cli%":>7}  verdict\n')
     bad = []
     for cell, c, best, min_us, srv_pct, cli_pct in rows:
-        direct = c['rps'] >= 1.3 * best
-        by_cpu = min_us >= 1.3 * c['cli_us'] and srv_pct > cli_pct
-        verdict = ('not the bottleneck (direct)' if direct else
-                   'not the bottleneck (by CPU)' if by_cpu else
-                   'round-trip bound (1 conn)' if cell.conns == 1 else 'shares the limit')
-        if not (direct or by_cpu):
+        verdict, _ = client_verdict(cell, c, best, min_us, srv_pct, cli_pct)
+        if not verdict.startswith('not the'):
             bad.append(cell)
         w(f'{size_label(cell.size) if cell.size else "http":>6} {cell.conns:>5}'
           f' {fmt_int(c["rps"]):>9} {fmt_int(best):>9} {c["rps"] / best:>6.2f}'
@@ -372,7 +405,8 @@ def print_noise(results, out):
 def parse_args(argv):
     p = argparse.ArgumentParser(prog='benchmarks/net/run.py', description=__doc__.split('\n')[0])
     p.add_argument('--quick', action='store_true',
-                   help=f'1 round, {QUICK_DURATION}s runs (a smoke test, not a measurement)')
+                   help=f'{QUICK_ROUNDS} rounds of {QUICK_DURATION}s runs; without --filter '
+                        f'only {", ".join(QUICK_CELLS)}')
     p.add_argument('--rounds', type=int, help=f'rounds (default {DEFAULT_ROUNDS})')
     p.add_argument('--duration', type=float,
                    help=f'measured seconds per run (default {MEASURE_BUDGET} / rounds, at '
@@ -408,7 +442,7 @@ def parse_args(argv):
                    help='print the tables from a file written by --json; run nothing')
     opts = p.parse_args(argv)
     if opts.rounds is None:
-        opts.rounds = 1 if opts.quick else DEFAULT_ROUNDS
+        opts.rounds = QUICK_ROUNDS if opts.quick else DEFAULT_ROUNDS
     if opts.rounds < 1:
         p.error('--rounds must be at least 1')
     if opts.duration is None:
@@ -448,18 +482,22 @@ def report(opts, cells, out):
     return 0
 
 
-def select_cells(flt):
+def select_cells(flt, quick=False):
     cells = all_cells()
+    if quick and not flt:
+        cells = [c for c in cells if c.id in QUICK_CELLS]
     if flt:
         globs = [g.strip() for g in flt.split(',') if g.strip()]
         cells = [c for c in cells if any(fnmatch.fnmatch(c.id, g) for g in globs)]
     return cells
 
 
-def main(argv=None, out=None):
+def main(argv=None, out=None, collect=None):
+    """Run the matrix; with a dict as collect, leave the cells, servers, results,
+    skipped cells and options in it (benchmarks/report.py reads them)."""
     out = out or sys.stdout
     opts = parse_args(sys.argv[1:] if argv is None else list(argv))
-    cells = select_cells(opts.filter)
+    cells = select_cells(opts.filter, opts.quick)
     if opts.list:
         for c in all_cells():
             out.write(c.id + '\n')
@@ -474,6 +512,9 @@ def main(argv=None, out=None):
         out.write(f'net: skipped {", ".join(c.id for c, r in skipped if r == reason)}: '
                   f'{reason}\n')
     cells = [c for c, r in skipped if not r]
+    if collect is not None:
+        collect.update(cells=cells, servers=[], results={}, opts=opts,
+                       skipped=[(c.id, r) for c, r in skipped if r])
     if not cells:
         return 0
     exes = build()
@@ -498,6 +539,8 @@ def main(argv=None, out=None):
     if not servers:
         return 2
     results = {}
+    if collect is not None:
+        collect.update(servers=servers, results=results, missing=missing)
     t_start = time.monotonic()
     total_runs = 0
 

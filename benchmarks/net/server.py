@@ -6,6 +6,7 @@ LOOP is evioloop, uvloop, asyncio (the stock loop) or rloop; KIND is
     streams   echo with asyncio streams (start_server; reader.read + writer.write + drain)
     buffered  echo with asyncio.BufferedProtocol (get_buffer / buffer_updated)
     http      minimal keep-alive HTTP/1.1 server: httptools' parser, a fixed response
+    http2w    the same, each response written as head and body in two transport.write()s
     redis     a minimal Redis server (RESP: PING, SET, GET, INCR, ...), resp.py's Protocol
     events-*  the Events API servers of events_servers.py (echo, and the HTTP and Redis
               examples of examples/): evioloop.serve() on evioloop, serve_async() on
@@ -22,8 +23,10 @@ import resource
 import sys
 import threading
 
-HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                 b"Content-Length: 13\r\n\r\nHello, World!")
+HTTP_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+             b"Content-Length: 13\r\n\r\n")
+HTTP_BODY = b"Hello, World!"
+HTTP_RESPONSE = HTTP_HEAD + HTTP_BODY
 READ_SIZE = 256 * 1024
 BACKLOG = 1024
 
@@ -85,6 +88,16 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
 
+class HttpTwoWritesProtocol(HttpProtocol):
+    """The same server, writing each response as head + body, as frameworks do."""
+
+    def on_message_complete(self):
+        self.transport.write(HTTP_HEAD)
+        self.transport.write(HTTP_BODY)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+
+
 def new_loop(name):
     if name == 'evioloop':
         import evioloop
@@ -134,7 +147,7 @@ def main(argv):
             factory = resp.factory()
         else:
             factory = {'proto': EchoProtocol, 'buffered': EchoBufferedProtocol,
-                       'http': HttpProtocol}[kind]
+                       'http': HttpProtocol, 'http2w': HttpTwoWritesProtocol}[kind]
         coro = loop.create_server(factory, '127.0.0.1', port, backlog=BACKLOG)
     server = loop.run_until_complete(coro)
     announce(server.sockets[0].getsockname()[1])

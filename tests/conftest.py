@@ -3,6 +3,9 @@
 * `check_fds` (autouse): the file descriptors open after a test are exactly
   the ones open before it, so a leaked socket, pipe, eventfd or epoll fd (or
   an fd closed that the test did not own) fails the test that caused it.
+* `check_zombies` (autouse): no child that a test started is left running,
+  or exited and unreaped (a zombie), after it: every transport, watcher and
+  helper that starts a child must also wait for it.
 * `loop`: parametrized over evioloop and the stock loop, so that behaviour
   tests take the stock loop's answer as the expected one.
 * `evloop`: an evioloop loop only, for evioloop internals.
@@ -69,6 +72,69 @@ def check_fds(request):
         time.sleep(0.02)
     pytest.fail(f'fds leaked by the test: {leaked}; fds closed by the test that '
                 f'it did not open: {closed}', pytrace=False)
+
+
+def _zombie():
+    """The pid of an exited child nobody has reaped yet, or None (not reaping it)."""
+    if not hasattr(os, 'waitid'):
+        return None
+    try:
+        info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:   # no children at all
+        return None
+    return info.si_pid if info is not None else None
+
+
+def _children():
+    """Pids of this process's children, running or not; empty where /proc cannot tell."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, AttributeError):
+        return set()            # none (the usual case: no /proc scan)
+    me = os.getpid()
+    kids = set()
+    for name in os.listdir('/proc') if os.path.isdir('/proc') else ():
+        if name.isdigit():
+            try:
+                with open(f'/proc/{name}/stat', 'rb') as f:
+                    fields = f.read().rpartition(b')')[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                kids.add(int(name))
+    return kids
+
+
+@pytest.fixture(autouse=True)
+def check_zombies():
+    """Fail a test that leaves a child it started running, or exited and unreaped."""
+    before = _children()
+    yield
+    left = _children() - before
+    if not left and _zombie() is None:
+        return
+    # a watcher thread, a finalizer or the child's own exit may be a moment away
+    deadline = time.monotonic() + 2.0
+    while (left or _zombie() is not None) and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.02)
+        left = _children() - before
+    zombie = _zombie()
+    if not left and zombie is None:
+        return
+    # reap (and stop) what is left, so that the next test is not blamed too
+    for pid in left:
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    for pid in left | ({zombie} if zombie else set()):
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    pytest.fail(f'the test left children running or unreaped (zombies): '
+                f'{sorted(left | ({zombie} if zombie else set()))}', pytrace=False)
 
 
 def pytest_configure(config):

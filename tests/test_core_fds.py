@@ -475,3 +475,20 @@ def test_watch_survives_its_fd_number_being_closed_and_reused(evloop):
     finally:
         for s in (b, c, d):
             s.close()
+
+
+def test_the_zombie_check_sees_an_unreaped_child_and_not_a_reaped_one():
+    # conftest's autouse check_zombies relies on _zombie(): it must name an
+    # exited, unreaped child without reaping it, and see nothing once reaped
+    from conftest import _zombie
+    assert _zombie() is None
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)
+    deadline = time.monotonic() + 5
+    while _zombie() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _zombie() == pid
+    assert _zombie() == pid             # looking did not reap it
+    assert os.waitpid(pid, 0) == (pid, 3 << 8)
+    assert _zombie() is None

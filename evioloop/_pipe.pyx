@@ -10,6 +10,11 @@ the same order of callbacks, the same flow control.
                one read per ready event of at most the stock max_size (256 KiB);
                EOF is eof_received, then connection_lost(None), each in its
                own step, as on the stock loop
+    subprocess a child's pipes (the loop's subprocess transport connects them,
+               nobody else holds their ends) hold PIPE_SIZE (256 KiB) instead
+               of Linux's default 64 KiB: one read or write moves up to four
+               times as much, with a quarter of the wake-ups of both processes
+               (uvloop's children get socketpairs, larger still)
     write end  `WritePipe`: write() goes to the kernel at once when nothing is
                queued (as the stock transport does: no batching); what the
                kernel refuses is queued as bytes objects and sent with one
@@ -38,10 +43,12 @@ from evioloop._outq cimport outq_push, outq_clear, outq_consume, outq_write
 from evioloop._sockutil cimport EWOULDBLOCK, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
+import fcntl as _fcntl
 import os
 import stat
 import sys
 from asyncio import base_events as _base_events
+from asyncio import base_subprocess as _base_subprocess
 from asyncio import futures as _futures
 from asyncio import transports as _transports
 import warnings
@@ -57,6 +64,27 @@ cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
 cdef object logger = _base_events.logger
 # the stock transport's reader trick (see WritePipe) does not work for pipes on AIX
 cdef bint PIPE_READ_TRICK = not sys.platform.startswith('aix')
+# what a subprocess's pipe is grown to where the kernel can (Linux): as much as
+# one read takes into the loop's packet (the stock max_size). Per user, Linux
+# lets unprivileged pipes grow only while their total stays under
+# fs.pipe-user-pages-soft (64 MiB by default); past it the pipe keeps its size.
+cdef int PIPE_SIZE = 256 * 1024
+cdef object F_SETPIPE_SZ = getattr(_fcntl, 'F_SETPIPE_SZ', None)
+cdef object F_GETPIPE_SZ = getattr(_fcntl, 'F_GETPIPE_SZ', None)
+# the protocols base_subprocess connects a child's pipes to (the read one subclasses it)
+cdef object SubprocessPipeProto = _base_subprocess.WriteSubprocessPipeProto
+
+
+cdef int grow_pipe(int fd) except -1:
+    """A child's pipe to PIPE_SIZE, if it is smaller and the kernel allows it."""
+    if F_SETPIPE_SZ is None:
+        return 0
+    try:
+        if _fcntl.fcntl(fd, F_GETPIPE_SZ) < PIPE_SIZE:
+            _fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass            # EPERM past the user's limit: the default size does
+    return 0
 
 
 cdef class PipeEnd(FlowConn):
@@ -74,6 +102,8 @@ cdef class PipeEnd(FlowConn):
                                  'pipes, sockets and character devices')
             raise ValueError('Pipe transport is for pipes/sockets only.')
         os.set_blocking(fd, False)
+        if is_fifo and isinstance(protocol, SubprocessPipeProto):
+            grow_pipe(fd)
         self.loop = loop
         self.fd = fd
         self.pipe = pipe

@@ -19,10 +19,14 @@ cdef class FlowConn(FdOwner):
     cdef bint writing               # waiting for the fd to become writable
     cdef Py_ssize_t high_water, low_water
     cdef bint protocol_paused       # pause_writing() was called
+    cdef bint paused                # pause_reading() was called
     cdef object ctx_made            # the context of connection_made
     cdef dict extra
 
     cdef int update_interest(self) except -1
+    cdef int pause_reading(self) except -1
+    cdef int resume_reading(self) except -1
+    cdef int reading_resumed(self) except -1
     cdef int set_protocol(self, protocol) except -1
     cdef int connection_made(self) except -1
     cdef int lost_write(self, str warning) except -1

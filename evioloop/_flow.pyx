@@ -45,6 +45,31 @@ cdef class FlowConn(FdOwner):
         self.protocol = protocol
         return 0
 
+    # -- reading: pause_reading/resume_reading, no-ops once closing
+
+    cdef int pause_reading(self) except -1:
+        if self.closing or self.paused:
+            return 0
+        self.paused = True
+        self.update_interest()
+        if self.loop._debug:
+            logger.debug('%r pauses reading', self.transport)
+        return 0
+
+    cdef int resume_reading(self) except -1:
+        if self.closing or not self.paused:
+            return 0
+        self.paused = False
+        self.reading_resumed()
+        self.update_interest()
+        if self.loop._debug:
+            logger.debug('%r resumes reading', self.transport)
+        return 0
+
+    cdef int reading_resumed(self) except -1:
+        """What a subclass does when reading resumes, before it is watched again."""
+        return 0
+
     def _start(self, waiter):
         """evio's loopOpened: connection_made, then input; then wake the waiter."""
         self.connection_made()
@@ -205,6 +230,22 @@ class ConnTransport:
 
     def is_closing(self):
         return (<FlowConn>self._conn).closing
+
+
+class ReadFlowTransport:
+    """A read transport's pause_reading/resume_reading, kept by its FlowConn."""
+
+    __slots__ = ()
+
+    def is_reading(self):
+        cdef FlowConn c = <FlowConn>self._conn
+        return not c.closing and not c.paused
+
+    def pause_reading(self):
+        (<FlowConn>self._conn).pause_reading()
+
+    def resume_reading(self):
+        (<FlowConn>self._conn).resume_reading()
 
 
 class WriteFlowTransport:

@@ -53,7 +53,7 @@ from asyncio import futures as _futures
 from asyncio import transports as _transports
 import warnings
 
-from evioloop._flow import ConnTransport, WriteFlowTransport
+from evioloop._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
@@ -148,7 +148,6 @@ cdef class PipeEnd(FlowConn):
 
 cdef class ReadPipe(PipeEnd):
     cdef object proto_data_received
-    cdef bint paused
     cdef object ctx_io              # the context of the reads
 
     cdef int update_interest(self) except -1:
@@ -203,6 +202,12 @@ cdef class ReadPipe(PipeEnd):
         # EIO is how a pty's master end reports that the other end is closed
         return isinstance(exc, OSError) and exc.errno == EIO
 
+    cdef int reading_resumed(self) except -1:
+        # the stock transport adds its reader anew: the reads run in a copy
+        # of the context of whoever resumed them
+        self.ctx_io = PyContext_CopyCurrent()
+        return 0
+
     def __repr__(self):
         return f'<ReadPipe fd={self.fd} mask={self.mask}>'
 
@@ -254,7 +259,7 @@ class PipeTransport(ConnTransport):
             c.close_pipe()
 
 
-class ReadPipeTransport(PipeTransport, _transports.ReadTransport):
+class ReadPipeTransport(PipeTransport, ReadFlowTransport, _transports.ReadTransport):
     """asyncio.ReadTransport over the read end of a pipe (or a socket, a tty)."""
 
     def __init__(self, conn):
@@ -263,31 +268,6 @@ class ReadPipeTransport(PipeTransport, _transports.ReadTransport):
     @property
     def _paused(self):
         return (<ReadPipe>self._conn).paused
-
-    def is_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        return not c.paused and not c.closing
-
-    def pause_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        if c.closing or c.paused:
-            return
-        c.paused = True
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug('%r pauses reading', self)
-
-    def resume_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        if c.closing or not c.paused:
-            return
-        c.paused = False
-        # the stock transport adds its reader anew: the reads run in a copy
-        # of the context of whoever resumed them
-        c.ctx_io = PyContext_CopyCurrent()
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug('%r resumes reading', self)
 
     def close(self):
         cdef ReadPipe c = <ReadPipe>self._conn

@@ -11,7 +11,6 @@ cdef class StreamConn(FlowConn):
     cdef object proto_get_buffer
     cdef object proto_buffer_updated
     cdef bint buffered              # the protocol is a BufferedProtocol
-    cdef bint paused                # pause_reading()
     cdef bint read_closed           # eof_received() asked to keep the connection open
     cdef bint eof                   # write_eof() called
     cdef bint in_read               # inside the read step (data_received & co)

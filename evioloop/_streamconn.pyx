@@ -43,7 +43,7 @@ from asyncio import protocols as _protocols
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
-from evioloop._flow import ConnTransport, WriteFlowTransport
+from evioloop._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
@@ -474,7 +474,8 @@ cdef class StreamConn(FlowConn):
         return f'<StreamConn fd={self.fd} mask={self.mask}>'
 
 
-class StreamTransport(ConnTransport, WriteFlowTransport, _transports._FlowControlMixin):
+class StreamTransport(ConnTransport, ReadFlowTransport, WriteFlowTransport,
+                      _transports._FlowControlMixin):
     """asyncio.Transport over a TCP or Unix stream socket.
 
     A _FlowControlMixin, as the stock socket transport, because asyncio's
@@ -512,28 +513,6 @@ class StreamTransport(ConnTransport, WriteFlowTransport, _transports._FlowContro
 
     def get_extra_info(self, name, default=None):
         return (<StreamConn>self._conn).extra_info(name, default)
-
-    def is_reading(self):
-        cdef StreamConn c = <StreamConn>self._conn
-        return not c.closing and not c.paused
-
-    def pause_reading(self):
-        cdef StreamConn c = <StreamConn>self._conn
-        if c.closing or c.paused:
-            return
-        c.paused = True
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self):
-        cdef StreamConn c = <StreamConn>self._conn
-        if c.closing or not c.paused:
-            return
-        c.paused = False
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug("%r resumes reading", self)
 
     def get_write_buffer_size(self):
         cdef StreamConn c = <StreamConn>self._conn

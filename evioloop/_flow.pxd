@@ -41,3 +41,4 @@ cdef class FlowConn(FdOwner):
     cdef int maybe_resume_protocol(self) except -1
     cdef int tell_protocol(self, str what) except -1
     cdef int set_limits(self, high, low) except -1
+    cdef list repr_info(self, str name)

@@ -10,8 +10,10 @@ fatal), the close that waits for the output to drain, the fatal error that
 drops it, and connection_lost, after which the subclass closes its fd
 (`release`).
 
-`ConnTransport` and `WriteFlowTransport` are the Python face of the same
-state, mixed into the asyncio transport classes the protocols see.
+It also keeps pause_reading/resume_reading, and the start of the transports'
+repr. `ConnTransport`, `ReadFlowTransport` and `WriteFlowTransport` are the
+Python face of the same state, mixed into the asyncio transport classes the
+protocols see.
 """
 from evioloop._outq cimport outq_clear, outq_free
 
@@ -211,6 +213,16 @@ cdef class FlowConn(FdOwner):
 
     def _set_write_buffer_limits(self, high=None, low=None):
         self.set_limits(high, low)
+
+    cdef list repr_info(self, str name):
+        """How the stock transports' repr starts: the class, the state, the fd."""
+        info = [name]
+        if self.closed:
+            info.append('closed')
+        elif self.closing:
+            info.append('closing')
+        info.append(f'fd={self.fd}')
+        return info
 
 
 class ConnTransport:

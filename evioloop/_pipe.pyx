@@ -235,12 +235,7 @@ class PipeTransport(ConnTransport):
     def __repr__(self):
         cdef PipeEnd c = <PipeEnd>self._conn
         cdef bint write_end = isinstance(c, WritePipe)
-        info = [type(self).__name__]
-        if c.closed:
-            info.append('closed')
-        elif c.closing:
-            info.append('closing')
-        info.append(f'fd={c.fd}')
+        info = c.repr_info(type(self).__name__)
         if c.closed:
             pass
         elif c.loop._closed:

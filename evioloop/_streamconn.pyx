@@ -548,12 +548,7 @@ class StreamTransport(ConnTransport, ReadFlowTransport, WriteFlowTransport,
 
     def __repr__(self):
         cdef StreamConn c = <StreamConn>self._conn
-        info = [type(self).__name__]
-        if c.closed:
-            info.append('closed')
-        elif c.closing:
-            info.append('closing')
-        info.append(f'fd={c.fd}')
+        info = c.repr_info(type(self).__name__)
         if not c.closed and not c.loop._closed:
             info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
             state = 'polling' if c.mask & EVP_WRITE else 'idle'

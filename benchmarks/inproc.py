@@ -30,13 +30,16 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded by path (benchmarks/run.py, the tests)
+    sys.path.insert(0, HERE)
+
+from rounds import fmt_ratio, median, paired_ratios, probe, run_rounds, worker_env  # noqa: E402
 LOOPS = ('evioloop', 'uvloop', 'asyncio', 'rloop')
 OPTIONAL_LOOPS = ('rloop',)
 WORKLOADS = ('udp', 'pipe-read', 'pipe-write', 'spawn', 'tls-1k', 'tls-100k')
@@ -344,29 +347,6 @@ def find_cert(tmpdir):
     return None, 'no openssl on PATH and no keycert.pem in CPython\'s test package'
 
 
-PROBE = """
-import json, sys
-out = {}
-for name in sys.argv[1:]:
-    try:
-        m = __import__(name)
-        out[name] = [getattr(m, '__version__', sys.version.split()[0]), m.__file__]
-    except Exception as exc:
-        out[name] = None
-        out[name + ':error'] = f'{type(exc).__name__}: {exc}'
-print(json.dumps(out))
-"""
-
-
-def probe(names):
-    """{loop: [version, path] or None} (and loop:error), from one fresh interpreter."""
-    r = subprocess.run([sys.executable, '-c', PROBE] + list(names), cwd=HERE,
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        return {name: None for name in names}
-    return json.loads(r.stdout)
-
-
 def run_one(loop_name, workload, seconds, env):
     cmd = [sys.executable, os.path.join(HERE, 'inproc.py'), '--worker', loop_name, workload,
            repr(seconds)]
@@ -404,7 +384,7 @@ def parse_args(argv):
 def main(argv=None, collect=None):
     """Run the rounds and print a table; with a dict as collect, leave the results there."""
     a = parse_args(sys.argv[1:] if argv is None else argv)
-    found = probe(a.loops)
+    found = probe(a.loops)     # the loops' names are their modules' names
     loops = [x for x in a.loops if found.get(x)]
     missing = [x for x in a.loops if not found[x]]
     skipped = []
@@ -412,9 +392,7 @@ def main(argv=None, collect=None):
         if x not in OPTIONAL_LOOPS:
             print(f'inproc: loop {x} does not import', file=sys.stderr)
             return 2
-    env = dict(os.environ)
-    for var in ('PYTHONASYNCIODEBUG', 'PYTHONDEVMODE', 'PYTHONTRACEMALLOC'):
-        env.pop(var, None)
+    env = worker_env()
     workloads = list(a.only)
     results = {w: {x: [] for x in loops} for w in workloads}
     with tempfile.TemporaryDirectory(prefix='evioloop-bench-') as tmp:
@@ -439,14 +417,12 @@ def main(argv=None, collect=None):
               f'{a.time} s per run, one process per run', flush=True)
         t0 = time.monotonic()
         for i, w in enumerate(workloads):
-            for rnd in range(a.rounds):
-                k = (rnd + i) % len(loops)
-                for x in loops[k:] + loops[:k]:
-                    r = run_one(x, w, a.time, env)
-                    r['round'] = rnd
-                    results[w][x].append(r)
-                    if 'error' in r:
-                        print(f'  ! {w} {x}: {r["error"]}')
+            def one(x, w=w):
+                r = run_one(x, w, a.time, env)
+                if 'error' in r:
+                    print(f'  ! {w} {x}: {r["error"]}')
+                return r
+            results[w] = run_rounds(loops, a.rounds, one, i)
             print(f'  {w}: done ({time.monotonic() - t0:.0f} s)', flush=True)
     print_table(results, workloads, loops)
     if collect is not None:
@@ -464,23 +440,23 @@ def main(argv=None, collect=None):
 def print_table(results, workloads, loops):
     print(f'\n{"workload":<11} {"loop":<9} {"rate":>10} {"unit":<9} {"CPU us/op":>9} '
           f'{"cpu%":>5} {"child%":>6} {"peak MiB":>8} {"vs uvloop":>20}')
+    def rate(r):
+        return r['ops'] / r['seconds']
+
     for w in workloads:
-        base = {r['round']: r for r in results[w].get('uvloop', []) if 'error' not in r}
+        base = results[w].get('uvloop', [])
         for x in loops:
             ok = [r for r in results[w][x] if 'error' not in r]
             if not ok:
                 print(f'{w:<11} {x:<9} FAILED')
                 continue
-            rate = statistics.median(r['ops'] / r['seconds'] for r in ok)
-            us = statistics.median(r['cpu'] / r['ops'] * 1e6 for r in ok if r['ops'])
-            pct = statistics.median(100 * r['cpu'] / r['seconds'] for r in ok)
-            cpct = statistics.median(100 * r['child_cpu'] / r['seconds'] for r in ok)
-            hwm = statistics.median(r['hwm_kib'] for r in ok) / 1024
-            rs = [(r['ops'] / r['seconds']) / (base[r['round']]['ops'] / base[r['round']]
-                                               ['seconds']) for r in ok if r['round'] in base]
-            ratio = (f'{statistics.median(rs):.2f} [{min(rs):.2f}-{max(rs):.2f}]'
-                     if rs and x != 'uvloop' else '-')
-            print(f'{w:<11} {x:<9} {rate:>10,.1f} {UNIT.get(w, "ops/s"):<9} {us:>9.2f} '
+            us = median(r['cpu'] / r['ops'] * 1e6 for r in ok if r['ops'])
+            pct = median(100 * r['cpu'] / r['seconds'] for r in ok)
+            cpct = median(100 * r['child_cpu'] / r['seconds'] for r in ok)
+            hwm = median(r['hwm_kib'] for r in ok) / 1024
+            ratio = fmt_ratio(paired_ratios(ok, base, rate)) if x != 'uvloop' else '-'
+            med = median(map(rate, ok))
+            print(f'{w:<11} {x:<9} {med:>10,.1f} {UNIT.get(w, "ops/s"):<9} {us:>9.2f} '
                   f'{pct:>5.0f} {cpct:>6.0f} {hwm:>8.1f} {ratio:>20}')
 
 

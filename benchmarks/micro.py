@@ -19,13 +19,16 @@ import gc
 import json
 import os
 import select
-import statistics
 import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded by path (benchmarks/run.py, the tests)
+    sys.path.insert(0, HERE)
+
+from rounds import fmt_ratio, median, paired_ratios, probe, run_rounds, worker_env  # noqa: E402
 
 # Loops in table order. Each entry: the module to import and how to make a loop.
 LOOPS = {
@@ -247,27 +250,9 @@ def worker(loop_name, row, seconds):
 
 # ---------------------------------------------------------------- the driver
 
-def _worker_env():
-    env = dict(os.environ)
-    # debug modes would change what every loop does on the hot path
-    for var in ('PYTHONASYNCIODEBUG', 'PYTHONDEVMODE', 'PYTHONTRACEMALLOC'):
-        env.pop(var, None)
-    return env
-
-
 def probe_loops(names):
     """Which loops import here, with their versions and locations: {name: info or None}."""
-    code = ('import json, sys; m = __import__(sys.argv[1]); '
-            'print(json.dumps([getattr(m, "__version__", sys.version.split()[0]), '
-            'getattr(m, "__file__", "")]))')
-    found = {}
-    for name in names:
-        r = subprocess.run([sys.executable, '-c', code, LOOPS[name][0]], cwd=HERE,
-                           env=_worker_env(), capture_output=True, text=True)
-        found[name] = json.loads(r.stdout) if r.returncode == 0 else None
-        if found[name] is None:
-            found[name + ':error'] = (r.stderr.strip().splitlines() or ['?'])[-1]
-    return found
+    return probe(names, {name: LOOPS[name][0] for name in names})
 
 
 class Worker:
@@ -279,7 +264,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, 'micro.py'), '--worker', loop_name, row,
              repr(seconds)],
-            cwd=HERE, env=_worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            cwd=HERE, env=worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, bufsize=1)
         line = self._readline()
         if line is not None and not line.startswith('ready'):
@@ -339,12 +324,6 @@ def _fmt_ops(x):
     return f'{x:.0f}'
 
 
-def _fmt_ratio(rs):
-    if not rs:
-        return '-'
-    return f'{statistics.median(rs):.2f}x [{min(rs):.2f}-{max(rs):.2f}]'
-
-
 def summarize(results, rows, loops, metric='ops_per_s'):
     """results[row][loop] = list of per-round dicts (the metric, or an error)."""
     summary = {}
@@ -352,19 +331,15 @@ def summarize(results, rows, loops, metric='ops_per_s'):
         s = summary[row] = {'median_ops_per_s': {}, 'ratios': {}, 'errors': {}}
         per_loop = results[row]
         for name in loops:
-            vals = [m[metric] for m in per_loop[name] if metric in m]
             errs = [m['error'] for m in per_loop[name] if 'error' in m]
-            s['median_ops_per_s'][name] = statistics.median(vals) if vals else None
+            s['median_ops_per_s'][name] = median(m.get(metric) for m in per_loop[name])
             if errs:
                 s['errors'][name] = errs[0]
         for base in BASELINES:
             if base not in loops or 'evioloop' not in loops:
                 continue
             # paired per round: the two were measured back to back
-            rs = [e[metric] / b[metric]
-                  for e, b in zip(per_loop['evioloop'], per_loop[base], strict=True)
-                  if metric in e and metric in b]
-            s['ratios'][base] = rs
+            s['ratios'][base] = paired_ratios(per_loop['evioloop'], per_loop[base], metric)
     return summary
 
 
@@ -379,7 +354,7 @@ def print_table(summary, rows, loops, out=sys.stdout):
             line.append('error' if v is None and name in s['errors'] else _fmt_ops(v))
         for b in BASELINES:
             if b in loops:
-                line.append(_fmt_ratio(s['ratios'].get(b)))
+                line.append(fmt_ratio(s['ratios'].get(b), 'x'))
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     for k, r in enumerate(table):
@@ -447,10 +422,8 @@ def main(argv=None, collect=None):
     for i, row in enumerate(a.rows):
         workers = {name: Worker(name, row, a.time, timeout) for name in loops}
         try:
-            for rnd in range(a.rounds):
-                k = (rnd + i) % len(loops)
-                for name in loops[k:] + loops[:k]:
-                    results[row][name].append(workers[name].run())
+            results[row] = run_rounds(loops, a.rounds, lambda name, ws=workers: ws[name].run(),
+                                      i)
         finally:
             for w in workers.values():
                 w.close()

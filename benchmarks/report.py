@@ -39,6 +39,10 @@ import statistics
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:        # loaded by path (benchmarks/run.py, the tests)
+    sys.path.insert(0, HERE)
+
+import rounds  # noqa: E402
 REPO = os.path.dirname(HERE)
 DEFAULT_DIR = os.path.join(HERE, 'results', 'latest')
 DOCS = os.path.join(REPO, 'docs')
@@ -52,16 +56,12 @@ def _ok(runs):
     return [r for r in runs if 'error' not in r and r.get('rate') is not None]
 
 
-def _median(xs):
-    xs = [x for x in xs if x is not None and x == x]
-    return statistics.median(xs) if xs else None
+_median = rounds.median
 
 
 def paired_ratios(runs, base_runs, key):
     """[runs[key] / base[key]] for each round where both ran, in round order."""
-    base = {r['round']: r for r in _ok(base_runs) if r.get(key)}
-    return [r[key] / base[r['round']][key] for r in sorted(_ok(runs), key=lambda r: r['round'])
-            if r['round'] in base and r.get(key) is not None]
+    return rounds.paired_ratios(_ok(runs), _ok(base_runs), key)
 
 
 def row_stats(runs, base_runs=None):
@@ -79,9 +79,9 @@ def row_stats(runs, base_runs=None):
     if hwm is not None:
         s['hwm_mib'] = hwm / 1024
     if base_runs is not None:
-        rs = paired_ratios(runs, base_runs, 'rate')
+        rs = rounds.spread(paired_ratios(runs, base_runs, 'rate'))
         if rs:
-            s.update(ratio=statistics.median(rs), ratio_min=min(rs), ratio_max=max(rs))
+            s.update(ratio=rs[0], ratio_min=rs[1], ratio_max=rs[2])
         cs = paired_ratios(runs, base_runs, 'cpu_us')
         if cs:
             s['cpu_ratio'] = statistics.median(cs)

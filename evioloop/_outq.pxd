@@ -1,17 +1,20 @@
 # Layer 3: a connection's output queue, shared by the stream transports
-# (_stream.pyx) and the Events API's connections (events/_conn.pyx).
+# (_streamconn.pyx), the pipe transports (_pipe.pyx) and the Events API's
+# connections (events/_conn.pyx).
 #
 # A C array of strong references to bytes objects not yet fully sent: a list
 # would free and reallocate its storage every time it empties, which is after
-# nearly every write. `send` hands up to MAX_IOV chunks to the kernel in one
-# send/sendmsg and drops what went out.
+# nearly every write. `outq_write` hands up to MAX_IOV chunks to the kernel in
+# one syscall (send/sendmsg for a socket, write/writev for a pipe) and
+# `outq_consume` drops what went out.
 from libc.errno cimport errno
 from libc.stdlib cimport realloc, free
 from libc.string cimport memmove
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from posix.uio cimport iovec
+from posix.uio cimport iovec, writev
+from posix.unistd cimport write as c_write
 
 from evioloop._sockutil cimport evs_send, evs_sendv
 
@@ -65,33 +68,12 @@ cdef inline void outq_free(OutQueue *q):
     q.cap = 0
 
 
-cdef inline Py_ssize_t outq_send(OutQueue *q, int fd):
-    """One send of the queue's head; the bytes sent, or -1 with errno set."""
-    cdef iovec iov[OUTQ_MAX_IOV]
-    cdef Py_ssize_t n, nchunks, i, size, sent_now
-    cdef PyObject *chunk
-    nchunks = q.len
-    if nchunks == 1:
-        chunk = q.chunks[0]
-        n = evs_send(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
-                     PyBytes_GET_SIZE(<object>chunk) - q.sent)
-    else:
-        if nchunks > OUTQ_MAX_IOV:
-            nchunks = OUTQ_MAX_IOV
-        for i in range(nchunks):
-            chunk = q.chunks[i]
-            iov[i].iov_base = PyBytes_AS_STRING(<object>chunk)
-            iov[i].iov_len = PyBytes_GET_SIZE(<object>chunk)
-        iov[0].iov_base = <char *>iov[0].iov_base + q.sent
-        iov[0].iov_len -= q.sent
-        n = evs_sendv(fd, iov, <int>nchunks)
-    if n < 0:
-        return -1
-    # drop what went out
-    sent_now = n
+cdef inline void outq_consume(OutQueue *q, Py_ssize_t n):
+    """Count n more bytes of the queue's head as gone to the kernel: release
+    the chunks they finish, remember how far into the next one they reach."""
+    cdef Py_ssize_t i = 0, size
     q.size -= n
     n += q.sent
-    i = 0
     while n > 0:
         size = PyBytes_GET_SIZE(<object>q.chunks[i])
         if n < size:
@@ -101,4 +83,43 @@ cdef inline Py_ssize_t outq_send(OutQueue *q, int fd):
     if i:
         outq_pop(q, i)
     q.sent = n
-    return sent_now
+
+
+cdef inline Py_ssize_t outq_write(OutQueue *q, int fd, bint is_socket):
+    """One syscall for the queue's head, up to OUTQ_MAX_IOV chunks: send/sendmsg
+    on a socket (no SIGPIPE), write/writev on a pipe; what went out is consumed.
+    Returns the bytes written, or -1 with errno set."""
+    cdef iovec iov[OUTQ_MAX_IOV]
+    cdef Py_ssize_t n, nchunks, i
+    cdef PyObject *chunk
+    nchunks = q.len
+    if nchunks == 1:
+        chunk = q.chunks[0]
+        if is_socket:
+            n = evs_send(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
+                         PyBytes_GET_SIZE(<object>chunk) - q.sent)
+        else:
+            n = c_write(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
+                        PyBytes_GET_SIZE(<object>chunk) - q.sent)
+    else:
+        if nchunks > OUTQ_MAX_IOV:
+            nchunks = OUTQ_MAX_IOV
+        for i in range(nchunks):
+            chunk = q.chunks[i]
+            iov[i].iov_base = PyBytes_AS_STRING(<object>chunk)
+            iov[i].iov_len = PyBytes_GET_SIZE(<object>chunk)
+        iov[0].iov_base = <char *>iov[0].iov_base + q.sent
+        iov[0].iov_len -= q.sent
+        if is_socket:
+            n = evs_sendv(fd, iov, <int>nchunks)
+        else:
+            n = writev(fd, iov, <int>nchunks)
+    if n < 0:
+        return -1
+    outq_consume(q, n)
+    return n
+
+
+cdef inline Py_ssize_t outq_send(OutQueue *q, int fd):
+    """One send of a socket's queue; the bytes sent, or -1 with errno set."""
+    return outq_write(q, fd, True)

@@ -10,6 +10,11 @@ the same order of callbacks, the same flow control.
                one read per ready event of at most the stock max_size (256 KiB);
                EOF is eof_received, then connection_lost(None), each in its
                own step, as on the stock loop
+    subprocess a child's pipes (the loop's subprocess transport connects them,
+               nobody else holds their ends) hold PIPE_SIZE (256 KiB) instead
+               of Linux's default 64 KiB: one read or write moves up to four
+               times as much, with a quarter of the wake-ups of both processes
+               (uvloop's children get socketpairs, larger still)
     write end  `WritePipe`: write() goes to the kernel at once when nothing is
                queued (as the stock transport does: no batching); what the
                kernel refuses is queued as bytes objects and sent with one
@@ -19,30 +24,36 @@ the same order of callbacks, the same flow control.
                connection_lost(BrokenPipeError) if output was still queued,
                connection_lost(None) if not.
 
+Both ends are FlowConns (_flow.pyx), as a stream connection is: the same
+connection_made, the same fatal error and connection_lost, and for the write
+end the same output queue (_outq.pxd) and water marks.
+
 The objects the protocol sees are `ReadPipeTransport` and
 `WritePipeTransport`, real asyncio transport classes that forward to their
 owner (a compiled class cannot inherit from asyncio's transports).
 """
 from libc.errno cimport errno, EAGAIN, EINTR, EIO
 from posix.unistd cimport read as c_read, write as c_write
-from posix.uio cimport iovec, writev
-from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from evioloop._core cimport CoreLoop, FdOwner
-from evioloop._outq cimport (
-    OutQueue, OUTQ_MAX_IOV, outq_push, outq_pop, outq_clear, outq_free)
+from evioloop._core cimport CoreLoop
+from evioloop._flow cimport FlowConn
+from evioloop._outq cimport outq_push, outq_clear, outq_consume, outq_write
 from evioloop._sockutil cimport EWOULDBLOCK, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
+import fcntl as _fcntl
 import os
 import stat
 import sys
 from asyncio import base_events as _base_events
-from asyncio import constants as _constants
+from asyncio import base_subprocess as _base_subprocess
 from asyncio import futures as _futures
 from asyncio import transports as _transports
 import warnings
+
+from evioloop._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1
@@ -51,31 +62,34 @@ cdef extern from "Python.h":
 
 cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
 cdef object logger = _base_events.logger
-cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 # the stock transport's reader trick (see WritePipe) does not work for pipes on AIX
 cdef bint PIPE_READ_TRICK = not sys.platform.startswith('aix')
+# what a subprocess's pipe is grown to where the kernel can (Linux): as much as
+# one read takes into the loop's packet (the stock max_size). Per user, Linux
+# lets unprivileged pipes grow only while their total stays under
+# fs.pipe-user-pages-soft (64 MiB by default); past it the pipe keeps its size.
+cdef int PIPE_SIZE = 256 * 1024
+cdef object F_SETPIPE_SZ = getattr(_fcntl, 'F_SETPIPE_SZ', None)
+cdef object F_GETPIPE_SZ = getattr(_fcntl, 'F_GETPIPE_SZ', None)
+# the protocols base_subprocess connects a child's pipes to (the read one subclasses it)
+cdef object SubprocessPipeProto = _base_subprocess.WriteSubprocessPipeProto
 
 
-cdef int call_in(object ctx, object callback, object arg) except -1:
-    PyContext_Enter(ctx)
+cdef int grow_pipe(int fd) except -1:
+    """A child's pipe to PIPE_SIZE, if it is smaller and the kernel allows it."""
+    if F_SETPIPE_SZ is None:
+        return 0
     try:
-        callback(arg)
-    finally:
-        PyContext_Exit(ctx)
+        if _fcntl.fcntl(fd, F_GETPIPE_SZ) < PIPE_SIZE:
+            _fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass            # EPERM past the user's limit: the default size does
     return 0
 
 
-cdef class PipeEnd(FdOwner):
-    """What both ends share: the fd, the protocol, the contexts, the close."""
-    cdef CoreLoop loop
+cdef class PipeEnd(FlowConn):
+    """What both ends share beyond FlowConn: the pipe object, its checks, its close."""
     cdef object pipe                # the caller's object (a file, a socket, ...)
-    cdef object protocol
-    cdef readonly object transport
-    cdef bint started               # connection_made was called
-    cdef bint closing
-    cdef bint closed                # the pipe is closed
-    cdef object ctx_made            # the context of connection_made
-    cdef dict extra
 
     cdef int open(self, CoreLoop loop, pipe, protocol, extra, bint write_end) except -1:
         cdef int fd = pipe.fileno()
@@ -88,6 +102,8 @@ cdef class PipeEnd(FdOwner):
                                  'pipes, sockets and character devices')
             raise ValueError('Pipe transport is for pipes/sockets only.')
         os.set_blocking(fd, False)
+        if is_fifo and isinstance(protocol, SubprocessPipeProto):
+            grow_pipe(fd)
         self.loop = loop
         self.fd = fd
         self.pipe = pipe
@@ -101,26 +117,6 @@ cdef class PipeEnd(FdOwner):
         loop.register(self, 0)
         return 1 if (is_sock or (is_fifo and PIPE_READ_TRICK)) else 0
 
-    cdef int update_interest(self) except -1:
-        return 0
-
-    cdef int connection_made(self) except -1:
-        try:
-            call_in(self.ctx_made, self.protocol.connection_made, self.transport)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            # the stock loop runs it as a callback: reported, and the
-            # transport carries on
-            self.loop.call_exception_handler({
-                'message': 'Exception in callback protocol.connection_made()',
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
-        self.started = True
-        return 0
-
     cdef int report_callback_error(self, str what, exc) except -1:
         # what the stock loop's Handle reports for a failing fd callback
         self.loop.call_exception_handler({
@@ -131,19 +127,9 @@ cdef class PipeEnd(FdOwner):
         })
         return 0
 
-    def _call_connection_lost(self, exc):
-        self.call_connection_lost(exc)
-
-    cdef int call_connection_lost(self, exc) except -1:
-        if self.closed:
-            return 0
-        try:
-            if self.protocol is not None:
-                self.protocol.connection_lost(exc)
-        finally:
-            self.close_pipe()
-            self.protocol = None
-        return 0
+    cdef int release(self) except -1:
+        self.close_pipe()
+        return FlowConn.release(self)
 
     cdef int close_pipe(self) except -1:
         # out of the fd table and the kernel queue first, then closed: the fd
@@ -162,14 +148,7 @@ cdef class PipeEnd(FdOwner):
 
 cdef class ReadPipe(PipeEnd):
     cdef object proto_data_received
-    cdef bint paused
     cdef object ctx_io              # the context of the reads
-
-    def _start(self, waiter):
-        self.connection_made()
-        self.update_interest()
-        if waiter is not None:
-            _set_result_unless_cancelled(waiter, None)
 
     cdef int update_interest(self) except -1:
         if self.closed:
@@ -219,172 +198,82 @@ cdef class ReadPipe(PipeEnd):
         self.loop.call_soon(self._call_connection_lost, None)
         return 0
 
-    cdef int fatal_error(self, exc, str message) except -1:
+    cdef bint quiet_error(self, exc):
         # EIO is how a pty's master end reports that the other end is closed
-        if isinstance(exc, OSError) and exc.errno == EIO:
-            if self.loop._debug:
-                logger.debug('%r: %s', self.transport, message, exc_info=True)
-        else:
-            self.loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
-        return self.close_with(exc)
+        return isinstance(exc, OSError) and exc.errno == EIO
 
-    cdef int close_with(self, exc) except -1:
-        self.closing = True
-        self.update_interest()
-        self.loop.call_soon(self._call_connection_lost, exc)
+    cdef int reading_resumed(self) except -1:
+        # the stock transport adds its reader anew: the reads run in a copy
+        # of the context of whoever resumed them
+        self.ctx_io = PyContext_CopyCurrent()
         return 0
 
     def __repr__(self):
         return f'<ReadPipe fd={self.fd} mask={self.mask}>'
 
 
-class ReadPipeTransport(_transports.ReadTransport):
-    """asyncio.ReadTransport over the read end of a pipe (or a socket, a tty)."""
+class PipeTransport(ConnTransport):
+    """What both pipe transports show: the stock transports' attributes, the repr."""
 
-    def __init__(self, conn):
-        self._conn = conn
+    __slots__ = ()
 
     @property
     def _extra(self):
-        return (<ReadPipe>self._conn).extra
+        return (<PipeEnd>self._conn).extra
 
     @property
     def _pipe(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
+        cdef PipeEnd c = <PipeEnd>self._conn
         return None if c.closed else c.pipe
 
     @_pipe.setter
     def _pipe(self, value):
         # the stock transport's attribute: None takes the pipe away from the
         # transport (it will neither warn about it nor close it)
-        (<ReadPipe>self._conn).pipe = value
-
-    @property
-    def _loop(self):
-        return (<ReadPipe>self._conn).loop
-
-    @property
-    def _paused(self):
-        return (<ReadPipe>self._conn).paused
-
-    def is_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        return not c.paused and not c.closing
-
-    def pause_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        if c.closing or c.paused:
-            return
-        c.paused = True
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug('%r pauses reading', self)
-
-    def resume_reading(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        if c.closing or not c.paused:
-            return
-        c.paused = False
-        # the stock transport adds its reader anew: the reads run in a copy
-        # of the context of whoever resumed them
-        c.ctx_io = PyContext_CopyCurrent()
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug('%r resumes reading', self)
-
-    def set_protocol(self, protocol):
-        (<ReadPipe>self._conn).protocol = protocol
-
-    def get_protocol(self):
-        return (<ReadPipe>self._conn).protocol
-
-    def is_closing(self):
-        return (<ReadPipe>self._conn).closing
-
-    def close(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        if not c.closing:
-            c.close_with(None)
+        (<PipeEnd>self._conn).pipe = value
 
     def __repr__(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
-        info = [type(self).__name__]
-        if c.closed:
-            info.append('closed')
-        elif c.closing:
-            info.append('closing')
-        info.append(f'fd={c.fd}')
+        cdef PipeEnd c = <PipeEnd>self._conn
+        cdef bint write_end = isinstance(c, WritePipe)
+        info = c.repr_info(type(self).__name__)
         if c.closed:
             pass
         elif c.loop._closed:
             info.append('open')     # the stock transport once its loop is closed
         else:
-            info.append('polling' if c.mask & EVP_READ else 'idle')
+            info.append('polling' if c.mask & (EVP_WRITE if write_end else EVP_READ)
+                        else 'idle')
+            if write_end:
+                info.append(f'bufsize={c.outq.size}')
         return '<{}>'.format(' '.join(info))
 
     def __del__(self):
-        cdef ReadPipe c = <ReadPipe>self._conn
+        cdef PipeEnd c = <PipeEnd>self._conn
         if c.pipe is not None and not c.closed:
             warnings.warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
             c.close_pipe()
 
 
-cdef inline Py_ssize_t outq_write(OutQueue *q, int fd):
-    """One write(v) of the queue's head; the bytes written, or -1 with errno set."""
-    cdef iovec iov[OUTQ_MAX_IOV]
-    cdef Py_ssize_t n, nchunks, i, size, written
-    nchunks = q.len
-    if nchunks == 1:
-        n = c_write(fd, PyBytes_AS_STRING(<object>q.chunks[0]) + q.sent,
-                    PyBytes_GET_SIZE(<object>q.chunks[0]) - q.sent)
-    else:
-        if nchunks > OUTQ_MAX_IOV:
-            nchunks = OUTQ_MAX_IOV
-        for i in range(nchunks):
-            iov[i].iov_base = PyBytes_AS_STRING(<object>q.chunks[i])
-            iov[i].iov_len = PyBytes_GET_SIZE(<object>q.chunks[i])
-        iov[0].iov_base = <char *>iov[0].iov_base + q.sent
-        iov[0].iov_len -= q.sent
-        n = writev(fd, iov, <int>nchunks)
-    if n < 0:
-        return -1
-    written = n
-    q.size -= n
-    n += q.sent
-    i = 0
-    while n > 0:
-        size = PyBytes_GET_SIZE(<object>q.chunks[i])
-        if n < size:
-            break
-        n -= size
-        i += 1
-    if i:
-        outq_pop(q, i)
-    q.sent = n
-    return written
+class ReadPipeTransport(PipeTransport, ReadFlowTransport, _transports.ReadTransport):
+    """asyncio.ReadTransport over the read end of a pipe (or a socket, a tty)."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    @property
+    def _paused(self):
+        return (<ReadPipe>self._conn).paused
+
+    def close(self):
+        cdef ReadPipe c = <ReadPipe>self._conn
+        if not c.closing:
+            c.force_close(None)
 
 
 cdef class WritePipe(PipeEnd):
-    cdef OutQueue outq              # what the kernel has not taken yet
-    cdef int conn_lost
     cdef bint watch_peer            # the fd kind reports the reader closing
     cdef bint reading               # watching for the reader closing
-    cdef bint writing               # waiting for the fd to become writable
     cdef object ctx_peer, ctx_write  # contexts of the two fd callbacks
-    cdef Py_ssize_t high_water, low_water
-    cdef bint protocol_paused
-
-    def __cinit__(self):
-        self.high_water = 64 * 1024
-        self.low_water = 16 * 1024
-
-    def __dealloc__(self):
-        outq_free(&self.outq)
 
     def _start(self, waiter):
         self.connection_made()
@@ -428,8 +317,8 @@ cdef class WritePipe(PipeEnd):
         if self.loop._debug:
             logger.info('%r was closed by peer', self.transport)
         if self.outq.size:
-            return self.close_with(BrokenPipeError())
-        return self.close_with(None)
+            return self.force_close(BrokenPipeError())
+        return self.force_close(None)
 
     # -- write
 
@@ -442,11 +331,8 @@ cdef class WritePipe(PipeEnd):
         if not data:
             return 0
         if self.conn_lost or self.closing:
-            if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning('pipe closed by peer or '
-                               'os.write(pipe, data) raised exception.')
-            self.conn_lost += 1
-            return 0
+            return self.lost_write('pipe closed by peer or '
+                                   'os.write(pipe, data) raised exception.')
         if self.outq.size:
             # bytes are queued as they are; anything else the caller may
             # change once we return
@@ -472,8 +358,7 @@ cdef class WritePipe(PipeEnd):
             if type(data) is bytes:
                 # queued as it is, what the kernel took counted as sent
                 outq_push(&self.outq, <bytes>data)
-                self.outq.sent = n
-                self.outq.size -= n
+                outq_consume(&self.outq, n)
             else:
                 outq_push(&self.outq, PyBytes_FromStringAndSize(
                     <const char *>view.buf + n, view.len - n))
@@ -488,7 +373,7 @@ cdef class WritePipe(PipeEnd):
 
     cdef int write_ready(self) except -1:
         cdef int err
-        if outq_write(&self.outq, self.fd) < 0:
+        if outq_write(&self.outq, self.fd, False) < 0:
             err = errno
             if err == EAGAIN or err == EWOULDBLOCK or err == EINTR:
                 return 0
@@ -508,109 +393,25 @@ cdef class WritePipe(PipeEnd):
             self.call_connection_lost(None)
         return 0
 
-    cdef int write_eof(self) except -1:
-        if self.closing:
-            return 0
-        self.closing = True
-        if not self.outq.size:
-            self.reading = False
-            self.update_interest()
-            self.loop.call_soon(self._call_connection_lost, None)
-        return 0
-
-    cdef int fatal_error(self, exc, str message) except -1:
-        if isinstance(exc, OSError):
-            if self.loop._debug:
-                logger.debug('%r: %s', self.transport, message, exc_info=True)
-        else:
-            self.loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
-        return self.close_with(exc)
-
-    cdef int close_with(self, exc) except -1:
-        self.closing = True
-        if self.outq.size:
-            outq_clear(&self.outq)
-        self.writing = False
+    cdef int drained_close(self) except -1:
+        # write_eof with nothing queued: the reader's closing no longer matters
         self.reading = False
-        self.update_interest()
-        self.loop.call_soon(self._call_connection_lost, exc)
         return 0
 
-    # -- flow control: asyncio's _FlowControlMixin
-
-    cdef int maybe_pause_protocol(self) except -1:
-        if self.outq.size <= self.high_water or self.protocol_paused:
-            return 0
-        self.protocol_paused = True
-        return self.tell_protocol('pause_writing')
-
-    cdef int maybe_resume_protocol(self) except -1:
-        if not self.protocol_paused or self.outq.size > self.low_water:
-            return 0
-        self.protocol_paused = False
-        return self.tell_protocol('resume_writing')
-
-    cdef int tell_protocol(self, str what) except -1:
-        try:
-            getattr(self.protocol, what)()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.loop.call_exception_handler({
-                'message': f'protocol.{what}() failed',
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
-        return 0
-
-    def _set_write_buffer_limits(self, high=None, low=None):
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
-        self.high_water = high
-        self.low_water = low
+    cdef int force_close(self, exc) except -1:
+        self.reading = False
+        return FlowConn.force_close(self, exc)
 
     def __repr__(self):
         return f'<WritePipe fd={self.fd} mask={self.mask}>'
 
 
-class WritePipeTransport(_transports._FlowControlMixin, _transports.WriteTransport):
+class WritePipeTransport(PipeTransport, WriteFlowTransport, _transports._FlowControlMixin,
+                         _transports.WriteTransport):
     """asyncio.WriteTransport over the write end of a pipe (or a socket, a tty)."""
 
     def __init__(self, conn):
         self._conn = conn
-
-    @property
-    def _extra(self):
-        return (<WritePipe>self._conn).extra
-
-    @property
-    def _pipe(self):
-        cdef WritePipe c = <WritePipe>self._conn
-        return None if c.closed else c.pipe
-
-    @_pipe.setter
-    def _pipe(self, value):
-        # the stock transport's attribute: None takes the pipe away from the
-        # transport (it will neither warn about it nor close it)
-        (<WritePipe>self._conn).pipe = value
-
-    @property
-    def _loop(self):
-        return (<WritePipe>self._conn).loop
-
-    @property
-    def _protocol_paused(self):
-        return (<WritePipe>self._conn).protocol_paused
 
     @property
     def _high_water(self):
@@ -626,61 +427,20 @@ class WritePipeTransport(_transports._FlowControlMixin, _transports.WriteTranspo
     def get_write_buffer_size(self):
         return (<WritePipe>self._conn).outq.size
 
-    def set_write_buffer_limits(self, high=None, low=None):
-        cdef WritePipe c = <WritePipe>self._conn
-        c._set_write_buffer_limits(high, low)
-        c.maybe_pause_protocol()
-
-    def get_write_buffer_limits(self):
-        cdef WritePipe c = <WritePipe>self._conn
-        return (c.low_water, c.high_water)
-
     def can_write_eof(self):
         return True
 
     def write_eof(self):
-        (<WritePipe>self._conn).write_eof()
-
-    def set_protocol(self, protocol):
-        (<WritePipe>self._conn).protocol = protocol
-
-    def get_protocol(self):
-        return (<WritePipe>self._conn).protocol
-
-    def is_closing(self):
-        return (<WritePipe>self._conn).closing
+        (<WritePipe>self._conn).close()
 
     def close(self):
         cdef WritePipe c = <WritePipe>self._conn
         if not c.closed and not c.closing:
             # write_eof is all a write pipe needs to close
-            c.write_eof()
+            c.close()
 
     def abort(self):
-        (<WritePipe>self._conn).close_with(None)
-
-    def __repr__(self):
-        cdef WritePipe c = <WritePipe>self._conn
-        info = [type(self).__name__]
-        if c.closed:
-            info.append('closed')
-        elif c.closing:
-            info.append('closing')
-        info.append(f'fd={c.fd}')
-        if c.closed:
-            pass
-        elif c.loop._closed:
-            info.append('open')     # the stock transport once its loop is closed
-        else:
-            info.append('polling' if c.mask & EVP_WRITE else 'idle')
-            info.append(f'bufsize={c.outq.size}')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self):
-        cdef WritePipe c = <WritePipe>self._conn
-        if c.pipe is not None and not c.closed:
-            warnings.warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            c.close_pipe()
+        (<WritePipe>self._conn).force_close(None)
 
 
 def make_read_pipe_transport(CoreLoop loop, pipe, protocol, waiter=None, extra=None):

@@ -1,0 +1,277 @@
+# cython: language_level=3
+"""Layer 3: the part of a transport's fd owner that streams and pipes share.
+
+`FlowConn` is the cdef base of `StreamConn` (_streamconn.pyx) and of the pipe
+ends (_pipe.pyx). It keeps what asyncio's transports agree on, whatever the fd
+is: connection_made in the context the transport was made in, the output
+queue with asyncio's water marks (`_FlowControlMixin`: pause_writing above the
+high mark, resume_writing at or below the low one, a failing one reported, not
+fatal), the close that waits for the output to drain, the fatal error that
+drops it, and connection_lost, after which the subclass closes its fd
+(`release`).
+
+It also keeps pause_reading/resume_reading, and the start of the transports'
+repr. `ConnTransport`, `ReadFlowTransport` and `WriteFlowTransport` are the
+Python face of the same state, mixed into the asyncio transport classes the
+protocols see.
+"""
+from evioloop._outq cimport outq_clear, outq_free
+
+from asyncio import base_events as _base_events
+from asyncio import constants as _constants
+from asyncio import futures as _futures
+
+cdef extern from "Python.h":
+    int PyContext_Enter(object ctx) except -1
+    int PyContext_Exit(object ctx) except -1
+
+cdef object logger = _base_events.logger
+cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
+cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
+
+
+cdef class FlowConn(FdOwner):
+    """Fields in _flow.pxd."""
+
+    def __cinit__(self):
+        self.high_water = 64 * 1024
+        self.low_water = 16 * 1024
+
+    def __dealloc__(self):
+        outq_free(&self.outq)
+
+    cdef int update_interest(self) except -1:
+        return 0
+
+    cdef int set_protocol(self, protocol) except -1:
+        self.protocol = protocol
+        return 0
+
+    # -- reading: pause_reading/resume_reading, no-ops once closing
+
+    cdef int pause_reading(self) except -1:
+        if self.closing or self.paused:
+            return 0
+        self.paused = True
+        self.update_interest()
+        if self.loop._debug:
+            logger.debug('%r pauses reading', self.transport)
+        return 0
+
+    cdef int resume_reading(self) except -1:
+        if self.closing or not self.paused:
+            return 0
+        self.paused = False
+        self.reading_resumed()
+        self.update_interest()
+        if self.loop._debug:
+            logger.debug('%r resumes reading', self.transport)
+        return 0
+
+    cdef int reading_resumed(self) except -1:
+        """What a subclass does when reading resumes, before it is watched again."""
+        return 0
+
+    def _start(self, waiter):
+        """evio's loopOpened: connection_made, then input; then wake the waiter."""
+        self.connection_made()
+        self.update_interest()
+        if waiter is not None:
+            _set_result_unless_cancelled(waiter, None)
+
+    cdef int connection_made(self) except -1:
+        try:
+            PyContext_Enter(self.ctx_made)
+            try:
+                self.protocol.connection_made(self.transport)
+            finally:
+                PyContext_Exit(self.ctx_made)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # as a stock loop whose call_soon'd connection_made failed: the
+            # error is reported and the transport carries on
+            self.loop.call_exception_handler({
+                'message': 'Exception in callback protocol.connection_made()',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        self.started = True
+        return 0
+
+    cdef int lost_write(self, str warning) except -1:
+        # a write after the connection was lost: counted, and past a few of
+        # them logged, as the stock transports do
+        if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning(warning)
+        self.conn_lost += 1
+        return 0
+
+    # -- the end: after the output drained, or at once
+
+    cdef int close(self) except -1:
+        """Stop taking input; connection_lost(None) once the output is sent."""
+        if self.closing:
+            return 0
+        self.closing = True
+        if self.outq.size:
+            return self.update_interest()   # the write step ends it
+        self.drained_close()
+        self.update_interest()
+        self.loop.call_soon(self._call_connection_lost, None)
+        return 0
+
+    cdef int drained_close(self) except -1:
+        """What a subclass does when close() finds nothing left to send."""
+        return 0
+
+    cdef bint quiet_error(self, exc):
+        """True for an error that is only logged in debug mode (the peer's doing)."""
+        return isinstance(exc, OSError)
+
+    cdef int fatal_error(self, exc, str message) except -1:
+        if self.quiet_error(exc):
+            if self.loop._debug:
+                logger.debug('%r: %s', self.transport, message, exc_info=True)
+        else:
+            self.loop.call_exception_handler({
+                'message': message,
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return self.force_close(exc)
+
+    cdef int force_close(self, exc) except -1:
+        """Drop the output; connection_lost(exc) in the next step."""
+        self.closing = True
+        if self.outq.size:
+            outq_clear(&self.outq)
+        self.writing = False
+        self.update_interest()
+        self.loop.call_soon(self._call_connection_lost, exc)
+        return 0
+
+    def _call_connection_lost(self, exc):
+        self.call_connection_lost(exc)
+
+    cdef int call_connection_lost(self, exc) except -1:
+        if self.closed:
+            return 0
+        try:
+            if self.protocol is not None:
+                self.protocol.connection_lost(exc)
+        finally:
+            self.release()
+        return 0
+
+    cdef int release(self) except -1:
+        """After connection_lost: close the fd (the subclass) and drop the protocol."""
+        self.protocol = None
+        return 0
+
+    # -- flow control: asyncio's _FlowControlMixin
+
+    cdef int maybe_pause_protocol(self) except -1:
+        if self.outq.size <= self.high_water or self.protocol_paused:
+            return 0
+        self.protocol_paused = True
+        return self.tell_protocol('pause_writing')
+
+    cdef int maybe_resume_protocol(self) except -1:
+        if not self.protocol_paused or self.outq.size > self.low_water:
+            return 0
+        self.protocol_paused = False
+        return self.tell_protocol('resume_writing')
+
+    cdef int tell_protocol(self, str what) except -1:
+        # a failing pause_writing/resume_writing is reported, not fatal
+        try:
+            getattr(self.protocol, what)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.loop.call_exception_handler({
+                'message': f'protocol.{what}() failed',
+                'exception': exc,
+                'transport': self.transport,
+                'protocol': self.protocol,
+            })
+        return 0
+
+    cdef int set_limits(self, high, low) except -1:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f'high ({high!r}) must be >= low ({low!r}) must be >= 0')
+        self.high_water = high
+        self.low_water = low
+        return self.maybe_pause_protocol()
+
+    def _set_write_buffer_limits(self, high=None, low=None):
+        self.set_limits(high, low)
+
+    cdef list repr_info(self, str name):
+        """How the stock transports' repr starts: the class, the state, the fd."""
+        info = [name]
+        if self.closed:
+            info.append('closed')
+        elif self.closing:
+            info.append('closing')
+        info.append(f'fd={self.fd}')
+        return info
+
+
+class ConnTransport:
+    """What every transport over a FlowConn answers the same way."""
+
+    __slots__ = ()
+
+    @property
+    def _loop(self):
+        return (<FlowConn>self._conn).loop
+
+    def set_protocol(self, protocol):
+        (<FlowConn>self._conn).set_protocol(protocol)
+
+    def get_protocol(self):
+        return (<FlowConn>self._conn).protocol
+
+    def is_closing(self):
+        return (<FlowConn>self._conn).closing
+
+
+class ReadFlowTransport:
+    """A read transport's pause_reading/resume_reading, kept by its FlowConn."""
+
+    __slots__ = ()
+
+    def is_reading(self):
+        cdef FlowConn c = <FlowConn>self._conn
+        return not c.closing and not c.paused
+
+    def pause_reading(self):
+        (<FlowConn>self._conn).pause_reading()
+
+    def resume_reading(self):
+        (<FlowConn>self._conn).resume_reading()
+
+
+class WriteFlowTransport:
+    """A write transport's flow control, kept by its FlowConn."""
+
+    __slots__ = ()
+
+    @property
+    def _protocol_paused(self):
+        return (<FlowConn>self._conn).protocol_paused
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        (<FlowConn>self._conn).set_limits(high, low)
+
+    def get_write_buffer_limits(self):
+        cdef FlowConn c = <FlowConn>self._conn
+        return (c.low_water, c.high_water)

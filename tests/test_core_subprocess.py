@@ -259,3 +259,35 @@ def test_loop_closed_with_a_child_running_leaves_no_zombie():
         warnings.simplefilter('ignore', ResourceWarning)
         proc._transport.close()
     assert reaped
+
+
+@pytest.mark.skipif(not hasattr(__import__('fcntl'), 'F_GETPIPE_SZ'),
+                    reason='the pipe size is a Linux setting')
+def test_a_childs_pipes_are_grown_and_a_callers_pipe_is_not():
+    # evioloop grows the pipes it makes for a child to 256 KiB (one read or
+    # write then moves 4x the Linux default); a pipe a caller hands to
+    # connect_read_pipe is theirs and keeps its size, as on the stock loop
+    import fcntl
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        p = await asyncio.create_subprocess_exec(
+            'cat', stdin=PIPE, stdout=PIPE)
+        sizes = [fcntl.fcntl(s.get_extra_info('pipe').fileno(), fcntl.F_GETPIPE_SZ)
+                 for s in (p.stdin.transport, p.stdout._transport)]
+        out, _ = await p.communicate(b'x' * 300_000)
+        r, w = os.pipe()
+        before = fcntl.fcntl(r, fcntl.F_GETPIPE_SZ)
+        transport, _ = await loop.connect_read_pipe(asyncio.Protocol, os.fdopen(r, 'rb', 0))
+        after = fcntl.fcntl(r, fcntl.F_GETPIPE_SZ)
+        transport.close()
+        os.close(w)
+        await asyncio.sleep(0)
+        return sizes, len(out), before == after
+    stock_sizes, n, kept = run('stock', main())
+    assert (n, kept) == (300_000, True)
+    assert stock_sizes[0] == stock_sizes[1] < 256 * 1024     # the kernel's default
+    sizes, n, kept = run('evioloop', main())
+    assert (n, kept) == (300_000, True)
+    # 256 KiB, unless the user's pipe quota (fs.pipe-user-pages-soft) refused it
+    assert sizes in ([256 * 1024] * 2, stock_sizes), sizes

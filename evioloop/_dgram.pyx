@@ -21,7 +21,8 @@ The object the protocol sees is `DgramTransport`, an asyncio.DatagramTransport
 with asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
 """
 from libc.errno cimport errno, EAGAIN, EINTR
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 from evioloop._core cimport CoreLoop, FdOwner
@@ -41,6 +42,8 @@ from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
 cdef extern from "Python.h":
+    object PyObject_VectorcallMethod(object name, PyObject **args, size_t nargsf,
+                                     PyObject *kwnames)
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
@@ -60,6 +63,7 @@ cdef extern from "dgramio.h" nogil:
     evd_rx *evd_rx_new(size_t slot, int n)
     void evd_rx_free(evd_rx *rx)
     int evd_recv_batch(int fd, evd_rx *rx)
+    int evd_recv_one(int fd, evd_rx *rx)
     const char *evd_rx_buf(const evd_rx *rx, int i)
     size_t evd_rx_len(const evd_rx *rx, int i)
     evd_addr *evd_rx_addr(evd_rx *rx, int i)
@@ -90,11 +94,19 @@ cdef int SOCK_DGRAM = socket.SOCK_DGRAM
 # At most this many receive calls per wake-up, so that one busy socket cannot
 # starve the others: up to READ_BATCHES * EVD_BATCH_MAX datagrams.
 cdef int READ_BATCHES = 4
+# A socket is read one datagram per wake-up (one recvfrom: the stock loop's
+# read) until a wake-up finds it readable PROBE_EVERY times in a row; then
+# one wake-up reads batches, and batches go on while they find more than one
+# datagram. A request/response socket thus pays one syscall per datagram and
+# a flooded one soon reads up to READ_BATCHES * EVD_BATCH_MAX per wake-up.
+cdef int PROBE_EVERY = 8
 # Receive slots: a UDP datagram carries at most 65535 bytes; a Unix datagram
 # may be larger, and the stock transport reads up to its max_size (256 KiB).
 cdef size_t UDP_SLOT = 64 * 1024
 cdef size_t UNIX_SLOT = _selector_events._SelectorDatagramTransport.max_size
 cdef int UNIX_BATCH = 4
+
+cdef str DATAGRAM_RECEIVED = 'datagram_received'
 
 # what became of a datagram handed to send_one
 cdef enum:
@@ -210,6 +222,9 @@ cdef class DgramConn(FdOwner):
     cdef object tx_last_obj          # the last address sent to, and its sockaddr
     cdef evd_addr tx_last
     cdef list pending                # datagrams read but not delivered (paused)
+    cdef bint rx_batches             # read batches (recvmmsg), not one datagram
+    cdef int rx_singles              # single reads in a row that found a datagram
+    cdef bint has_address            # a remote address was given at creation
     cdef dict extra
 
     cdef int init(self, CoreLoop loop, sock, protocol, address, extra) except -1:
@@ -218,6 +233,7 @@ cdef class DgramConn(FdOwner):
         self.fd = sock.fileno()
         self.family = sock.family
         self.address = address
+        self.has_address = bool(address)
         self.buffer = collections.deque()
         self.extra = dict(extra) if extra else {}
         # as _SelectorTransport.__init__: the addresses are read once, now
@@ -307,32 +323,64 @@ cdef class DgramConn(FdOwner):
     # -- read
 
     cdef int read_ready(self) except -1:
-        cdef evd_rx *rx = self.rxbuf.rx
-        cdef int _, i, got, err
-        cdef evd_addr *a
-        cdef list datagrams
         if self.python_io:
             return self.read_python()
-        for _ in range(READ_BATCHES):
+        if self.rx_batches:
+            return self.read_batches()
+        return self.read_one()
+
+    cdef int read_one(self) except -1:
+        cdef evd_rx *rx = self.rxbuf.rx
+        cdef int err
+        if self.conn_lost or self.paused or self.closing:
+            return 0
+        if evd_recv_one(self.fd, rx) < 0:
+            err = errno
+            self.rx_singles = 0
+            if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                self.report_error(os_error(err))
+            return 0
+        data = PyBytes_FromStringAndSize(evd_rx_buf(rx, 0), evd_rx_len(rx, 0))
+        addr = self.sender(evd_rx_addr(rx, 0))
+        self.rx_singles += 1
+        if self.rx_singles >= PROBE_EVERY:
+            # readable every time: the next wake-up reads batches, which
+            # tells whether datagrams are queueing up
+            self.rx_singles = 0
+            self.rx_batches = True
+        return self.received(data, addr)
+
+    cdef object sender(self, evd_addr *a):
+        # one Python address per sender in a row, not one per datagram
+        if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
+            self.rx_last_obj = sender_address(a)
+            evd_addr_copy(&self.rx_last, a)
+        return self.rx_last_obj
+
+    cdef int read_batches(self) except -1:
+        cdef evd_rx *rx = self.rxbuf.rx
+        cdef int b, i, got, err
+        cdef list datagrams
+        for b in range(READ_BATCHES):
             if self.conn_lost or self.paused or self.closing:
                 return 0
             got = evd_recv_batch(self.fd, rx)
             if got < 0:
                 err = errno
+                if b == 0:
+                    self.rx_batches = False     # nothing queued: single reads
                 if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
                     self.report_error(os_error(err))
                 return 0
+            if b == 0 and got <= 1:
+                self.rx_batches = False         # no queue: back to single reads
             # Every datagram of the batch becomes an object before any
             # callback runs: a callback may reach the buffer again.
             datagrams = []
             for i in range(got):
-                a = evd_rx_addr(rx, i)
-                if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
-                    self.rx_last_obj = sender_address(a)
-                    evd_addr_copy(&self.rx_last, a)
                 datagrams.append((PyBytes_FromStringAndSize(evd_rx_buf(rx, i),
                                                             evd_rx_len(rx, i)),
-                                  self.rx_last_obj))
+                                  self.sender(evd_rx_addr(rx, i))))
             err = rx.err
             self.deliver(datagrams, 0)
             if err:
@@ -358,7 +406,7 @@ cdef class DgramConn(FdOwner):
 
     cdef int deliver(self, list datagrams, Py_ssize_t start) except -1:
         cdef Py_ssize_t i, n = len(datagrams)
-        received = self.protocol.datagram_received
+        cdef tuple dg
         for i in range(start, n):
             if self.conn_lost or self.closing:
                 return 0        # the stock loop would not have read them
@@ -366,15 +414,26 @@ cdef class DgramConn(FdOwner):
                 # read already: they wait for resume_reading()
                 self.pending = datagrams[i:]
                 return 0
-            data, addr = datagrams[i]
-            try:
-                received(data, addr)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                # as a stock _read_ready callback that raised: reported, and
-                # the next datagram is delivered all the same
-                self.report_callback_error(exc)
+            dg = <tuple>datagrams[i]
+            self.received(dg[0], dg[1])
+        return 0
+
+    cdef int received(self, data, addr) except -1:
+        # protocol.datagram_received(data, addr), looked up on every call as
+        # the stock transport does, without making a bound method
+        cdef PyObject *args[3]
+        proto = self.protocol       # held: the callback may set another one
+        args[0] = <PyObject *>proto
+        args[1] = <PyObject *>data
+        args[2] = <PyObject *>addr
+        try:
+            PyObject_VectorcallMethod(DATAGRAM_RECEIVED, args, 3, NULL)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # as a stock _read_ready callback that raised: reported, and
+            # the next datagram is delivered all the same
+            self.report_callback_error(exc)
         return 0
 
     def _deliver_pending(self):
@@ -405,16 +464,19 @@ cdef class DgramConn(FdOwner):
     # -- write
 
     def sendto(self, data, addr=None):
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is bytes:
+            if DROP_EMPTY and PyBytes_GET_SIZE(data) == 0:
+                return
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
-        if DROP_EMPTY and not data:
+        elif DROP_EMPTY and not data:
             return
-        if self.address:
+        if self.has_address:
             if addr not in (None, self.address):
                 raise ValueError(f'Invalid address: must be None or {self.address}')
             addr = self.address
-        if self.conn_lost and self.address:
+        if self.conn_lost and self.has_address:
             if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning('socket.send() raised exception.')
             self.conn_lost += 1
@@ -440,14 +502,13 @@ cdef class DgramConn(FdOwner):
         how = 0 if self.python_io else self.send_how(addr)
         if how == 0:
             return self.send_python(data, addr)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            if how == 1:
-                n = evd_send(self.fd, <const char *>view.buf, view.len)
-            else:
-                n = evd_sendto(self.fd, <const char *>view.buf, view.len, &self.tx_last)
+        if type(data) is bytes:
+            n = self.send_raw(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), how)
             err = errno
-        finally:
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            n = self.send_raw(<const char *>view.buf, view.len, how)
+            err = errno
             PyBuffer_Release(&view)
         if n >= 0:
             return SENT
@@ -456,6 +517,12 @@ cdef class DgramConn(FdOwner):
             return REFUSED
         self.protocol.error_received(os_error(err))
         return FAILED
+
+    cdef inline ssize_t send_raw(self, const char *buf, Py_ssize_t size, int how) noexcept:
+        # the syscall alone (errno tells the caller what failed)
+        if how == 1:
+            return evd_send(self.fd, buf, size)
+        return evd_sendto(self.fd, buf, size, &self.tx_last)
 
     cdef int send_how(self, addr) except -1:
         """1: send(), 2: sendto(tx_last), 0: through the socket module."""

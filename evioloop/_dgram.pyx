@@ -30,7 +30,6 @@ from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop._sockutil cimport EWOULDBLOCK, os_error
 
 import collections
-import inspect
 import socket
 import sys
 import warnings
@@ -113,29 +112,50 @@ cdef enum:
     SENT, REFUSED, FAILED
 
 
-# -- the stock write-buffer accounting of this Python (read from its source,
-# since it changed within minor versions; the version is the fallback)
+# -- the stock write-buffer accounting, version by version, as each one's
+# selector_events.py has it (_SelectorDatagramTransport: get_write_buffer_size,
+# sendto, _sendto_ready, and _SelectorTransport._force_close):
+#
+#   summed      get_write_buffer_size() sums the queued datagrams (3.10), so
+#               abort() (which clears the queue) resets it; later versions
+#               keep a counter, which abort() leaves as it was
+#   push        bytes counted per datagram queued, beyond its length
+#   pop         bytes uncounted per queued datagram sent, beyond its length
+#   drop_empty  sendto(b'') returns at once (3.10-3.12); 3.13 sends an empty
+#               datagram
+#
+# 3.13.0 counts 8 header bytes when it queues a datagram and none when it
+# sends it (the count never returns to zero); gh-135444 (in 3.14, and in a
+# 3.13 bug-fix release) uncounts them too, and names them in the class
+# attribute `_header_size`, which tells the two 3.13 behaviours apart.
 
-def _stock_accounting():
-    cls = _selector_events._SelectorDatagramTransport
-    try:
-        src = inspect.getsource(cls)
-        sendto = inspect.getsource(cls.sendto)
-    except (OSError, TypeError):
-        v = sys.version_info
-        return v < (3, 11), (8 if v >= (3, 13) else 0), 0, v < (3, 13)
-    # 3.10 sums the queued datagrams; later versions keep a counter, which
-    # abort() does not reset; 3.13 counts 8 bytes more per queued datagram
-    # when it queues one (and not when it sends it)
-    summed = 'self._buffer_size' not in src
-    push = 8 if '_buffer_size += len(data) + 8' in src else 0
-    pop = 8 if '_buffer_size -= len(data) + 8' in src else 0
-    # 3.10-3.12 return at once on empty data; 3.13 sends an empty datagram
-    drop_empty = 'if not data:' in sendto
+STOCK_ACCOUNTING = {
+    # (major, minor): (summed, push, pop, drop_empty)
+    (3, 10): (True, 0, 0, True),
+    (3, 11): (False, 0, 0, True),
+    (3, 12): (False, 0, 0, True),
+    (3, 13): (False, 8, 0, False),
+    (3, 14): (False, 8, 8, False),
+}
+# From 3.13 on, pop is read from the class (`_header_size`, 0 without it): a
+# 3.13 with gh-135444 counts as 3.14 does, and a 3.14 without it as 3.13.0.
+
+
+def stock_accounting(version=None, cls=None):
+    """(summed, push, pop, drop_empty) of the stock datagram transport of
+    `version` (default: this Python's; a later one is taken to be 3.14's)."""
+    if version is None:
+        version = sys.version_info[:2]
+    if cls is None:
+        cls = _selector_events._SelectorDatagramTransport
+    key = min(tuple(version), max(STOCK_ACCOUNTING))
+    summed, push, pop, drop_empty = STOCK_ACCOUNTING[key]
+    if key >= (3, 13):
+        pop = getattr(cls, '_header_size', 0)
     return summed, push, pop, drop_empty
 
 
-_summed, _push, _pop, _drop_empty = _stock_accounting()
+_summed, _push, _pop, _drop_empty = stock_accounting()
 cdef bint BUFFER_SUMMED = _summed
 cdef Py_ssize_t PUSH_OVERHEAD = _push
 cdef Py_ssize_t POP_OVERHEAD = _pop

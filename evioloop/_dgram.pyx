@@ -1,24 +1,16 @@
 # cython: language_level=3
 """Layer 3: the datagram transport (UDP over IPv4/IPv6, Unix datagram sockets).
 
-A datagram socket's owner in the core's dispatch is a `DgramConn`:
-
-    opened  `_start`: connection_made, then reading starts (waiter resolved)
-    read    on readable, up to READ_BATCHES batches of datagrams (recvmmsg on
-            Linux, a loop of recvfrom elsewhere) into the loop's receive
-            buffer, each handed to datagram_received(data, addr)
-    write   sendto() goes straight to the kernel; what the kernel refuses
-            (EAGAIN) is queued and sent when the socket is writable
-    action  close (after the queue is sent) / abort
-
-The behaviour is the stock `_SelectorDatagramTransport`'s, version for version
-(its checks, exception types, error_received, write-buffer accounting, the
-contexts callbacks run in), with one difference, which uvloop has too: on a
-socket connected by other means to an unnamed peer (a socketpair), sendto(data)
-with no address sends to the peer instead of failing.
-
-The object the protocol sees is `DgramTransport`, an asyncio.DatagramTransport
-with asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
+A datagram socket's owner in the core's dispatch is a `DgramConn`: `_start`
+(connection_made, then reading), reads (one recvfrom per wake-up, or recvmmsg
+batches while datagrams queue up), sendto() straight to the kernel (what it
+refuses with EAGAIN is queued until writable), close / abort. The behaviour is
+the stock `_SelectorDatagramTransport`'s, version for version (checks,
+exception types, error_received, write-buffer accounting, contexts), but for
+one thing uvloop does too: on a socket connected to an unnamed peer (a
+socketpair), sendto(data) with no address sends to it instead of failing.
+The protocol sees `DgramTransport`, an asyncio.DatagramTransport with
+asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
 """
 from libc.errno cimport errno, EAGAIN, EINTR
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -47,9 +39,6 @@ cdef extern from "Python.h":
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
     object PyUnicode_DecodeFSDefault(const char *s)
-
-cdef extern from "string.h" nogil:
-    size_t strlen(const char *s)
 
 cdef extern from "dgramio.h" nogil:
     const int EVD_BATCH_MAX
@@ -90,17 +79,14 @@ cdef int AF_INET6 = socket.AF_INET6
 cdef int AF_UNIX = socket.AF_UNIX
 cdef int SOCK_DGRAM = socket.SOCK_DGRAM
 
-# At most this many receive calls per wake-up, so that one busy socket cannot
-# starve the others: up to READ_BATCHES * EVD_BATCH_MAX datagrams.
+# One datagram per wake-up (a recvfrom, as the stock loop) until a socket is
+# found readable PROBE_EVERY times in a row; then batches, while they find
+# more than one datagram, at most READ_BATCHES (recvmmsg calls) per wake-up so
+# that one busy socket cannot starve the others.
 cdef int READ_BATCHES = 4
-# A socket is read one datagram per wake-up (one recvfrom: the stock loop's
-# read) until a wake-up finds it readable PROBE_EVERY times in a row; then
-# one wake-up reads batches, and batches go on while they find more than one
-# datagram. A request/response socket thus pays one syscall per datagram and
-# a flooded one soon reads up to READ_BATCHES * EVD_BATCH_MAX per wake-up.
 cdef int PROBE_EVERY = 8
-# Receive slots: a UDP datagram carries at most 65535 bytes; a Unix datagram
-# may be larger, and the stock transport reads up to its max_size (256 KiB).
+# receive slots: a UDP datagram has at most 65535 bytes; a Unix one is read up
+# to the stock max_size (256 KiB)
 cdef size_t UDP_SLOT = 64 * 1024
 cdef size_t UNIX_SLOT = _selector_events._SelectorDatagramTransport.max_size
 cdef int UNIX_BATCH = 4
@@ -112,23 +98,16 @@ cdef enum:
     SENT, REFUSED, FAILED
 
 
-# -- the stock write-buffer accounting, version by version, as each one's
-# selector_events.py has it (_SelectorDatagramTransport: get_write_buffer_size,
-# sendto, _sendto_ready, and _SelectorTransport._force_close):
-#
-#   summed      get_write_buffer_size() sums the queued datagrams (3.10), so
-#               abort() (which clears the queue) resets it; later versions
-#               keep a counter, which abort() leaves as it was
-#   push        bytes counted per datagram queued, beyond its length
-#   pop         bytes uncounted per queued datagram sent, beyond its length
-#   drop_empty  sendto(b'') returns at once (3.10-3.12); 3.13 sends an empty
-#               datagram
-#
-# 3.13.0 counts 8 header bytes when it queues a datagram and none when it
-# sends it (the count never returns to zero); gh-135444 (in 3.14, and in a
-# 3.13 bug-fix release) uncounts them too, and names them in the class
-# attribute `_header_size`, which tells the two 3.13 behaviours apart.
-
+# -- the stock write-buffer accounting per version, as its selector_events.py
+# has it (_SelectorDatagramTransport's get_write_buffer_size, sendto and
+# _sendto_ready; _SelectorTransport._force_close):
+#   summed      get_write_buffer_size() sums the queue (3.10: abort() resets
+#               it); later ones keep a counter, which abort() leaves alone
+#   push / pop  bytes counted beyond its length per datagram queued / sent
+#   drop_empty  sendto(b'') returns at once (3.10-3.12; 3.13 sends it)
+# 3.13.0 counts 8 header bytes when it queues and none when it sends (the
+# count never returns to 0); gh-135444 (3.14, and a 3.13 bug-fix release)
+# uncounts them too, naming them in the class attribute `_header_size`.
 STOCK_ACCOUNTING = {
     # (major, minor): (summed, push, pop, drop_empty)
     (3, 10): (True, 0, 0, True),
@@ -137,8 +116,7 @@ STOCK_ACCOUNTING = {
     (3, 13): (False, 8, 0, False),
     (3, 14): (False, 8, 8, False),
 }
-# From 3.13 on, pop is read from the class (`_header_size`, 0 without it): a
-# 3.13 with gh-135444 counts as 3.14 does, and a 3.14 without it as 3.13.0.
+# from 3.13 on, pop is the class's `_header_size` (0 without one)
 
 
 def stock_accounting(version=None, cls=None):
@@ -216,6 +194,13 @@ cdef object sender_address(evd_addr *a):
     return None
 
 
+cdef bytes ascii_or_none(str host):
+    try:
+        return host.encode('ascii')
+    except UnicodeError:
+        return None
+
+
 cdef class DgramConn(FdOwner):
     cdef CoreLoop loop
     cdef object sock                 # the Python socket (None once closed)
@@ -276,17 +261,12 @@ cdef class DgramConn(FdOwner):
         # that way): its methods are called, as the stock transport does
         self.python_io = type(sock) is not socket.socket
         self.rxbuf = rx_buffer(loop, self.family)
-        # connection_made runs in one copy of the creator's context, the
-        # reads in another, as on the stock loop (call_soon each)
+        # connection_made and the reads: a copy of the context each (stock)
         self.ctx_made = PyContext_CopyCurrent()
         self.ctx_io = PyContext_CopyCurrent()
         self.transport = DgramTransport(self)
-        self.set_protocol(protocol)
-        loop.register(self, 0)
-        return 0
-
-    cdef int set_protocol(self, protocol) except -1:
         self.protocol = protocol
+        loop.register(self, 0)
         return 0
 
     def _start(self, waiter):
@@ -299,12 +279,7 @@ cdef class DgramConn(FdOwner):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self.loop.call_exception_handler({
-                'message': 'Exception in callback protocol.connection_made()',
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
+            self.report_to_loop('Exception in callback protocol.connection_made()', exc)
         self.started = True
         self.update_interest()
         if waiter is not None:
@@ -370,8 +345,7 @@ cdef class DgramConn(FdOwner):
             self.rx_batches = True
         return self.received(data, addr)
 
-    cdef object sender(self, evd_addr *a):
-        # one Python address per sender in a row, not one per datagram
+    cdef object sender(self, evd_addr *a):      # one object per sender in a row
         if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
             self.rx_last_obj = sender_address(a)
             evd_addr_copy(&self.rx_last, a)
@@ -385,15 +359,13 @@ cdef class DgramConn(FdOwner):
             if self.conn_lost or self.paused or self.closing:
                 return 0
             got = evd_recv_batch(self.fd, rx)
+            err = errno
+            if b == 0 and got <= 1:
+                self.rx_batches = False         # no queue: back to single reads
             if got < 0:
-                err = errno
-                if b == 0:
-                    self.rx_batches = False     # nothing queued: single reads
                 if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
                     self.report_error(os_error(err))
                 return 0
-            if b == 0 and got <= 1:
-                self.rx_batches = False         # no queue: back to single reads
             # Every datagram of the batch becomes an object before any
             # callback runs: a callback may reach the buffer again.
             datagrams = []
@@ -441,11 +413,9 @@ cdef class DgramConn(FdOwner):
     cdef int received(self, data, addr) except -1:
         # protocol.datagram_received(data, addr), looked up on every call as
         # the stock transport does, without making a bound method
-        cdef PyObject *args[3]
         proto = self.protocol       # held: the callback may set another one
-        args[0] = <PyObject *>proto
-        args[1] = <PyObject *>data
-        args[2] = <PyObject *>addr
+        cdef PyObject *args[3]
+        args[:] = [<PyObject *>proto, <PyObject *>data, <PyObject *>addr]
         try:
             PyObject_VectorcallMethod(DATAGRAM_RECEIVED, args, 3, NULL)
         except (SystemExit, KeyboardInterrupt):
@@ -473,12 +443,12 @@ cdef class DgramConn(FdOwner):
         return 0
 
     cdef int report_callback_error(self, exc) except -1:
-        self.loop.call_exception_handler({
-            'message': 'Exception in callback DgramTransport._read_ready()',
-            'exception': exc,
-            'transport': self.transport,
-            'protocol': self.protocol,
-        })
+        return self.report_to_loop('Exception in callback DgramTransport._read_ready()', exc)
+
+    cdef int report_to_loop(self, str message, exc) except -1:
+        self.loop.call_exception_handler({'message': message, 'exception': exc,
+                                          'transport': self.transport,
+                                          'protocol': self.protocol})
         return 0
 
     # -- write
@@ -558,11 +528,9 @@ cdef class DgramConn(FdOwner):
         if self.family == AF_INET:
             if len(addr) != 2 or type(addr[0]) is not str or type(addr[1]) is not int:
                 return 0
-            try:
-                host = (<str>addr[0]).encode('ascii')
-            except UnicodeError:
-                return 0
-            if not (0 <= addr[1] <= 65535) or not evd_inet4(host, addr[1], &self.tx_last):
+            host = ascii_or_none(addr[0])
+            if (host is None or not (0 <= addr[1] <= 65535)
+                    or not evd_inet4(host, addr[1], &self.tx_last)):
                 self.tx_last_obj = None
                 return 0
         elif self.family == AF_INET6:
@@ -571,12 +539,10 @@ cdef class DgramConn(FdOwner):
             for part in addr[1:]:
                 if type(part) is not int or not (0 <= part <= 0xffffffff):
                     return 0
-            try:
-                host = (<str>addr[0]).encode('ascii')
-            except UnicodeError:
-                return 0
-            if not evd_inet6(host, addr[1], addr[2] if len(addr) > 2 else 0,
-                             addr[3] if len(addr) > 3 else 0, &self.tx_last):
+            host = ascii_or_none(addr[0])
+            if host is None or not evd_inet6(
+                    host, addr[1], addr[2] if len(addr) > 2 else 0,
+                    addr[3] if len(addr) > 3 else 0, &self.tx_last):
                 self.tx_last_obj = None
                 return 0
         else:
@@ -659,12 +625,7 @@ cdef class DgramConn(FdOwner):
             if self.loop._debug:
                 logger.debug("%r: %s", self.transport, message, exc_info=True)
         else:
-            self.loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
+            self.report_to_loop(message, exc)
         return self.force_close(exc)
 
     cdef int force_close(self, exc) except -1:
@@ -715,10 +676,9 @@ cdef class DgramConn(FdOwner):
 
 # 3.10's stock datagram transport is no asyncio.DatagramTransport (3.11 made
 # it one); the bases follow the running version
-if issubclass(_selector_events._SelectorDatagramTransport, _transports.DatagramTransport):
-    _DatagramBase = _transports.DatagramTransport
-else:
-    _DatagramBase = _transports.BaseTransport      # in the MRO already: no change
+_DatagramBase = (_transports.DatagramTransport if issubclass(
+    _selector_events._SelectorDatagramTransport, _transports.DatagramTransport)
+    else _transports.BaseTransport)         # in the MRO already: no change
 
 
 class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
@@ -773,46 +733,23 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
             logger.debug("%r resumes reading", self)
 
     def set_protocol(self, protocol):
-        (<DgramConn>self._conn).set_protocol(protocol)
+        (<DgramConn>self._conn).protocol = protocol
 
     def get_protocol(self):
         return (<DgramConn>self._conn).protocol
 
     # -- what stock code (and _FlowControlMixin) expects
 
-    @property
-    def _protocol(self):
-        return (<DgramConn>self._conn).protocol
-
-    @property
-    def _loop(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        return None if c.closed else c.loop
-
-    @property
-    def _sock(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        return None if c.closed else c.sock
-
-    @property
-    def _sock_fd(self):
-        return (<DgramConn>self._conn).fd
-
-    @property
-    def _address(self):
-        return (<DgramConn>self._conn).address
-
-    @property
-    def _closing(self):
-        return (<DgramConn>self._conn).closing
-
-    @property
-    def _conn_lost(self):
-        return (<DgramConn>self._conn).conn_lost
-
-    @property
-    def _buffer(self):
-        return (<DgramConn>self._conn).buffer
+    _protocol = property(lambda self: (<DgramConn>self._conn).protocol)
+    _loop = property(lambda self: None if (<DgramConn>self._conn).closed
+                     else (<DgramConn>self._conn).loop)
+    _sock = property(lambda self: None if (<DgramConn>self._conn).closed
+                     else (<DgramConn>self._conn).sock)
+    _sock_fd = property(lambda self: (<DgramConn>self._conn).fd)
+    _address = property(lambda self: (<DgramConn>self._conn).address)
+    _closing = property(lambda self: (<DgramConn>self._conn).closing)
+    _conn_lost = property(lambda self: (<DgramConn>self._conn).conn_lost)
+    _buffer = property(lambda self: (<DgramConn>self._conn).buffer)
 
     def _force_close(self, exc):
         (<DgramConn>self._conn).force_close(exc)
@@ -841,8 +778,7 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
             c.close_socket()
 
 
-# 3.10's datagram transport has no pause_reading/resume_reading/is_reading
-# (asyncio.ReadTransport's, which raise NotImplementedError); 3.11 added them
+# 3.10's has no pause/resume_reading, is_reading (3.11 added them)
 if 'pause_reading' not in vars(_selector_events._SelectorTransport):
     del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
 

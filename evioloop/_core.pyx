@@ -14,14 +14,20 @@ Notes from other threads (`call_soon_threadsafe`) and from signal handlers go
 straight onto the ready queue: every access to it happens under the GIL and
 none of them can release it midway, so the queue itself is the thread-safe
 note queue; the poller's trigger only wakes a loop that is blocked.
+
+The fd table under it (which owner each fd has, the poller's registrations,
+the dispatch of a wait's events, the flush of queued output) is the base
+class, `_fdtable.FdTable`; this module adds the callbacks, the timers and the
+run loop, and add_reader's `FdWatch` owner.
 """
 from libc.math cimport ceil
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint32_t
 from libc.stdlib cimport malloc, realloc, free
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 
-from evioloop._poller cimport Poller, evp_event, evp_monotonic, EVP_READ, EVP_WRITE
+from evioloop._poller cimport evp_monotonic, EVP_READ, EVP_WRITE
+from evioloop._fdtable cimport FdOwner, FdTable, fileobj_to_fd
 from evioloop._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
 from evioloop._timerheap cimport TimerEntry, heap_push, heap_pop, heapify
 
@@ -70,23 +76,7 @@ cdef Py_ssize_t MIN_SCHEDULED_TIMER_HANDLES = 100
 cdef double MIN_CANCELLED_TIMER_HANDLES_FRACTION = 0.5
 
 
-# ---------------------------------------------------------------- fd owners
-
-cdef class FdOwner:
-
-    def __cinit__(self, *args, **kwargs):
-        self.fd = -1
-
-    cdef int on_ready(self, uint32_t mask) except -1:
-        return 0
-
-    cdef int flush(self) except -1:
-        return 0
-
-    def _interest(self):
-        """The interest registered with the poller: 1 read, 2 write."""
-        return self.mask
-
+# ---------------------------------------------------------------- add_reader's owner
 
 cdef class FdWatch(FdOwner):
 
@@ -118,33 +108,13 @@ cdef class FdWatch(FdOwner):
         return f'<FdWatch fd={self.fd} reader={self.reader!r} writer={self.writer!r}>'
 
 
-cdef inline long long fileobj_to_fd(fileobj) except -1:
-    # selectors._fileobj_to_fd, with the same errors
-    cdef long long fd
-    if isinstance(fileobj, int):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"Invalid file object: {fileobj!r}") from None
-    if fd < 0:
-        raise ValueError(f"Invalid file descriptor: {fd}")
-    return fd
-
-
-cdef inline uint64_t pack(FdOwner owner):
-    return (<uint64_t>owner.gen << 32) | <uint32_t>owner.fd
-
-
 # ---------------------------------------------------------------- the loop
 
-cdef class CoreLoop:
+cdef class CoreLoop(FdTable):
     """The compiled half of evioloop.Loop: run loop, queues, timers, fd table."""
 
     def __cinit__(self, *args, **kwargs):
-        self.poller = Poller()
-        self.owners = []
+        # FdTable's __cinit__ ran first: the poller and the table exist
         self.pid = os.getpid()
         self.ready_cap = 64
         self.ready = <PyObject **>malloc(self.ready_cap * sizeof(PyObject *))
@@ -152,7 +122,6 @@ cdef class CoreLoop:
         self.timers = <TimerEntry *>malloc(self.timers_cap * sizeof(TimerEntry))
         self.packet_size = 256 * 1024   # the stock transports' max_size
         self.packet = <char *>malloc(self.packet_size)
-        self.flushing = []
         if self.ready is NULL or self.timers is NULL or self.packet is NULL:
             raise MemoryError()
         self._clock_resolution = 1e-9
@@ -230,11 +199,6 @@ cdef class CoreLoop:
         if self._debug:
             h._source_traceback = _extract_stack(_getframe(0))
         return h
-
-    cdef int check_open(self) except -1:
-        if self._closed:
-            raise RuntimeError('Event loop is closed')
-        return 0
 
     def call_soon(self, callback, *args, context=None):
         self.check_open()
@@ -371,64 +335,6 @@ cdef class CoreLoop:
                 Py_DECREF(<object>top)
         return 0
 
-    # -- the fd table
-
-    cdef FdOwner owner_of(self, long long fd):
-        if 0 <= fd < len(self.owners):
-            return <FdOwner>self.owners[fd]
-        return None
-
-    cdef int register(self, FdOwner owner, uint32_t mask) except -1:
-        cdef int fd = owner.fd
-        self.check_open()
-        if fd >= len(self.owners):
-            self.owners.extend([None] * (fd + 1 - len(self.owners)))
-        if self.owners[fd] is not None:
-            raise RuntimeError(f'fd {fd} is already watched by {self.owners[fd]!r}')
-        self.next_gen += 1                   # a uint32_t: wraps around
-        owner.gen = self.next_gen
-        if mask:
-            self.poller.add(fd, mask, pack(owner))
-        owner.mask = mask
-        self.owners[fd] = owner
-        return 0
-
-    cdef int modify(self, FdOwner owner, uint32_t mask) except -1:
-        # Interest 0 takes the fd out of the kernel queue but keeps its owner:
-        # epoll reports errors and hang-ups even to an empty interest set, and
-        # a paused connection must not make the loop spin.
-        if mask == owner.mask:
-            return 0
-        if mask == 0:
-            self.poller.delete(owner.fd, owner.mask)
-        elif owner.mask == 0:
-            self.poller.add(owner.fd, mask, pack(owner))
-        else:
-            try:
-                self.poller.mod(owner.fd, owner.mask, mask, pack(owner))
-            except FileNotFoundError:
-                # the fd was closed behind our back (the kernel dropped its
-                # registration) and its number now names another file
-                self.poller.add(owner.fd, mask, pack(owner))
-        owner.mask = mask
-        return 0
-
-    cdef int unregister(self, FdOwner owner) except -1:
-        cdef int fd = owner.fd
-        if fd < len(self.owners) and self.owners[fd] is owner:
-            self.owners[fd] = None
-        if owner.mask and not self.poller.closed:
-            self.poller.delete(fd, owner.mask)
-        owner.mask = 0
-        return 0
-
-    def _watched_fds(self):
-        return [fd for fd, o in enumerate(self.owners) if o is not None]
-
-    def _owner(self, fd):
-        """The FdOwner of fd, or None (for tests and debugging)."""
-        return self.owner_of(fileobj_to_fd(fd))
-
     # -- add_reader / add_writer as fd owners
 
     def _add_reader(self, fd, callback, *args):
@@ -497,33 +403,6 @@ cdef class CoreLoop:
         h.cancel()
         return True
 
-    # -- output flushed before the loop blocks again
-
-    cdef int queue_flush(self, FdOwner owner) except -1:
-        if not owner.flush_queued:
-            owner.flush_queued = True
-            self.flushing.append(owner)
-        return 0
-
-    cdef int flush_queued(self) except -1:
-        # Everything written during this iteration goes out now, one syscall
-        # per connection however many writes the protocol made.
-        cdef FdOwner owner
-        cdef list owners
-        while self.flushing:
-            owners = self.flushing
-            self.flushing = []
-            for owner in owners:
-                if owner.flush_queued:
-                    owner.flush_queued = False
-                    try:
-                        owner.flush()
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        self.report_owner_error(owner, exc)
-        return 0
-
     # -- running
 
     cdef int run_handle(self, Handle h) except -1:
@@ -547,11 +426,12 @@ cdef class CoreLoop:
         # then the timers that are due; whatever those schedule runs in the
         # next iteration. I/O and timers run in place (evio's iter) instead of
         # taking a trip through the ready queue.
-        cdef int timeout_ms, n
+        cdef int timeout_ms, n = 0
         cdef double dt, end
-        cdef Py_ssize_t ntodo, ndue
+        cdef Py_ssize_t ntodo, ndue = 0
 
-        self.drop_cancelled_timers()
+        if self.ncancelled:
+            self.drop_cancelled_timers()
         if self.flushing:
             # output queued while the loop was not running (or by callbacks
             # that ran after the last flush) must not wait for the kernel
@@ -575,17 +455,26 @@ cdef class CoreLoop:
                 timeout_ms = <int>ceil(dt * 1000.0)
         else:
             timeout_ms = -1
-        try:
-            n = self.poller.wait(timeout_ms)
-        finally:
+        if timeout_ms == 0 and self.nkernel <= 0:
+            # Nothing is registered with the kernel: a poll that cannot block
+            # could only report the wake-up channel, which matters to a wait
+            # that blocks, and this one would not. No I/O is delayed by
+            # skipping it; with any fd watched, every iteration polls.
             self.polling = False
-        end = self.now() + self._clock_resolution
+        else:
+            try:
+                n = self.poller.wait(timeout_ms)
+            finally:
+                self.polling = False
 
         # Timers due now join the queue behind the callbacks that were ready
         # before the wait; the I/O runs between the two. A timer that those
         # callbacks schedule, even an overdue one, waits for the next round.
         ntodo = self.ready_len     # with what other threads queued meanwhile
-        ndue = self.move_due_timers(end) if self.ntimers else 0
+        if self.ntimers:
+            # the clock is read only when a timer may be due
+            end = self.now() + self._clock_resolution
+            ndue = self.move_due_timers(end)
         if ntodo:
             self.run_ready(ntodo)
         if n:
@@ -626,68 +515,6 @@ cdef class CoreLoop:
                 self.push_ready(t)
                 moved += 1
         return moved
-
-    cdef int dispatch(self, int n) except -1:
-        cdef int i, fd
-        cdef uint32_t gen
-        cdef evp_event ev
-        cdef FdOwner owner
-        for i in range(n):
-            ev = self.poller.p.out[i]
-            fd = <int><uint32_t>ev.data          # the low half; see pack()
-            gen = <uint32_t>(ev.data >> 32)
-            owner = self.owner_of(fd)
-            if owner is None or owner.gen != gen:
-                self.note_stale(fd, owner)
-            elif owner.mask:
-                try:
-                    owner.on_ready(ev.mask)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    # an owner's step failed outside the protocol callbacks
-                    # it guards itself; the other fds of this batch still run
-                    self.report_owner_error(owner, exc)
-        self.stale_prev = self.stale_now
-        self.stale_now = None
-        return 0
-
-    cdef int report_owner_error(self, FdOwner owner, exc) except -1:
-        self.call_exception_handler({
-            'message': f'Exception in the I/O step of {owner!r}',
-            'exception': exc,
-        })
-        return 0
-
-    cdef int note_stale(self, int fd, FdOwner owner) except -1:
-        # An event from a registration the table no longer knows. Within one
-        # batch that is normal (a callback before it unregistered the fd);
-        # seen again after a wait, the registration outlived its fd number
-        # (closed behind our back while a duplicate lives) and would make the
-        # loop spin forever: only a fresh kernel queue drops it.
-        if self.stale_prev is not None and fd in self.stale_prev:
-            self.rebuild_poller()
-            return 0
-        if owner is None:
-            self.poller.delete(fd, EVP_READ | EVP_WRITE)
-        if self.stale_now is None:
-            self.stale_now = set()
-        self.stale_now.add(fd)
-        return 0
-
-    cdef int rebuild_poller(self) except -1:
-        cdef FdOwner owner
-        self.poller.reopen()
-        for owner in self.owners:
-            if owner is not None and owner.mask:
-                try:
-                    self.poller.add(owner.fd, owner.mask, pack(owner))
-                except OSError:
-                    # the fd is gone; its owner learns that on its next syscall
-                    owner.mask = 0
-        self.stale_now = None
-        self.stale_prev = None
-        return 0
 
     def run_forever(self):
         self._check_closed()
@@ -738,14 +565,11 @@ cdef class CoreLoop:
         """Drop the queued callbacks and timers, close the kernel queue."""
         self.clear_queues()
         for owner in self.owners:
-            if owner is not None:
-                (<FdOwner>owner).mask = 0
-                if isinstance(owner, FdWatch):
-                    for h in ((<FdWatch>owner).reader, (<FdWatch>owner).writer):
-                        if h is not None:
-                            release_callback(<Handle>h)
-        self.owners = []
-        self.poller.close()
+            if isinstance(owner, FdWatch):
+                for h in ((<FdWatch>owner).reader, (<FdWatch>owner).writer):
+                    if h is not None:
+                        release_callback(<Handle>h)
+        self.close_table()
 
     # -- futures and tasks
 

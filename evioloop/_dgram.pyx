@@ -1,27 +1,20 @@
 # cython: language_level=3
 """Layer 3: the datagram transport (UDP over IPv4/IPv6, Unix datagram sockets).
 
-A datagram socket's owner in the core's dispatch is a `DgramConn`:
-
-    opened  `_start`: connection_made, then reading starts (waiter resolved)
-    read    on readable, up to READ_BATCHES batches of datagrams (recvmmsg on
-            Linux, a loop of recvfrom elsewhere) into the loop's receive
-            buffer, each handed to datagram_received(data, addr)
-    write   sendto() goes straight to the kernel; what the kernel refuses
-            (EAGAIN) is queued and sent when the socket is writable
-    action  close (after the queue is sent) / abort
-
-The behaviour is the stock `_SelectorDatagramTransport`'s, version for version
-(its checks, exception types, error_received, write-buffer accounting, the
-contexts callbacks run in), with one difference, which uvloop has too: on a
-socket connected by other means to an unnamed peer (a socketpair), sendto(data)
-with no address sends to the peer instead of failing.
-
-The object the protocol sees is `DgramTransport`, an asyncio.DatagramTransport
-with asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
+A datagram socket's owner in the core's dispatch is a `DgramConn`: `_start`
+(connection_made, then reading), reads (one recvfrom per wake-up, or recvmmsg
+batches while datagrams queue up), sendto() straight to the kernel (what it
+refuses with EAGAIN is queued until writable), close / abort. The behaviour is
+the stock `_SelectorDatagramTransport`'s, version for version (checks,
+exception types, error_received, write-buffer accounting, contexts), but for
+one thing uvloop does too: on a socket connected to an unnamed peer (a
+socketpair), sendto(data) with no address sends to it instead of failing.
+The protocol sees `DgramTransport`, an asyncio.DatagramTransport with
+asyncio's own _FlowControlMixin (water marks, pause/resume_writing).
 """
 from libc.errno cimport errno, EAGAIN, EINTR
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.object cimport PyObject
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
 from evioloop._core cimport CoreLoop, FdOwner
@@ -29,7 +22,6 @@ from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop._sockutil cimport EWOULDBLOCK, os_error
 
 import collections
-import inspect
 import socket
 import sys
 import warnings
@@ -41,13 +33,12 @@ from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
 cdef extern from "Python.h":
+    object PyObject_VectorcallMethod(object name, PyObject **args, size_t nargsf,
+                                     PyObject *kwnames)
     int PyContext_Enter(object ctx) except -1
     int PyContext_Exit(object ctx) except -1
     object PyContext_CopyCurrent()
     object PyUnicode_DecodeFSDefault(const char *s)
-
-cdef extern from "string.h" nogil:
-    size_t strlen(const char *s)
 
 cdef extern from "dgramio.h" nogil:
     const int EVD_BATCH_MAX
@@ -60,6 +51,7 @@ cdef extern from "dgramio.h" nogil:
     evd_rx *evd_rx_new(size_t slot, int n)
     void evd_rx_free(evd_rx *rx)
     int evd_recv_batch(int fd, evd_rx *rx)
+    int evd_recv_one(int fd, evd_rx *rx)
     const char *evd_rx_buf(const evd_rx *rx, int i)
     size_t evd_rx_len(const evd_rx *rx, int i)
     evd_addr *evd_rx_addr(evd_rx *rx, int i)
@@ -87,43 +79,61 @@ cdef int AF_INET6 = socket.AF_INET6
 cdef int AF_UNIX = socket.AF_UNIX
 cdef int SOCK_DGRAM = socket.SOCK_DGRAM
 
-# At most this many receive calls per wake-up, so that one busy socket cannot
-# starve the others: up to READ_BATCHES * EVD_BATCH_MAX datagrams.
+# One datagram per wake-up (a recvfrom, as the stock loop) until a socket is
+# found readable PROBE_EVERY times in a row; then batches, while they find
+# more than one datagram, at most READ_BATCHES (recvmmsg calls) per wake-up so
+# that one busy socket cannot starve the others.
 cdef int READ_BATCHES = 4
-# Receive slots: a UDP datagram carries at most 65535 bytes; a Unix datagram
-# may be larger, and the stock transport reads up to its max_size (256 KiB).
+cdef int PROBE_EVERY = 8
+# receive slots: a UDP datagram has at most 65535 bytes; a Unix one is read up
+# to the stock max_size (256 KiB)
 cdef size_t UDP_SLOT = 64 * 1024
 cdef size_t UNIX_SLOT = _selector_events._SelectorDatagramTransport.max_size
 cdef int UNIX_BATCH = 4
+
+cdef str DATAGRAM_RECEIVED = 'datagram_received'
 
 # what became of a datagram handed to send_one
 cdef enum:
     SENT, REFUSED, FAILED
 
 
-# -- the stock write-buffer accounting of this Python (read from its source,
-# since it changed within minor versions; the version is the fallback)
+# -- the stock write-buffer accounting per version, as its selector_events.py
+# has it (_SelectorDatagramTransport's get_write_buffer_size, sendto and
+# _sendto_ready; _SelectorTransport._force_close):
+#   summed      get_write_buffer_size() sums the queue (3.10: abort() resets
+#               it); later ones keep a counter, which abort() leaves alone
+#   push / pop  bytes counted beyond its length per datagram queued / sent
+#   drop_empty  sendto(b'') returns at once (3.10-3.12; 3.13 sends it)
+# 3.13.0 counts 8 header bytes when it queues and none when it sends (the
+# count never returns to 0); gh-135444 (3.14, and a 3.13 bug-fix release)
+# uncounts them too, naming them in the class attribute `_header_size`.
+STOCK_ACCOUNTING = {
+    # (major, minor): (summed, push, pop, drop_empty)
+    (3, 10): (True, 0, 0, True),
+    (3, 11): (False, 0, 0, True),
+    (3, 12): (False, 0, 0, True),
+    (3, 13): (False, 8, 0, False),
+    (3, 14): (False, 8, 8, False),
+}
+# from 3.13 on, pop is the class's `_header_size` (0 without one)
 
-def _stock_accounting():
-    cls = _selector_events._SelectorDatagramTransport
-    try:
-        src = inspect.getsource(cls)
-        sendto = inspect.getsource(cls.sendto)
-    except (OSError, TypeError):
-        v = sys.version_info
-        return v < (3, 11), (8 if v >= (3, 13) else 0), 0, v < (3, 13)
-    # 3.10 sums the queued datagrams; later versions keep a counter, which
-    # abort() does not reset; 3.13 counts 8 bytes more per queued datagram
-    # when it queues one (and not when it sends it)
-    summed = 'self._buffer_size' not in src
-    push = 8 if '_buffer_size += len(data) + 8' in src else 0
-    pop = 8 if '_buffer_size -= len(data) + 8' in src else 0
-    # 3.10-3.12 return at once on empty data; 3.13 sends an empty datagram
-    drop_empty = 'if not data:' in sendto
+
+def stock_accounting(version=None, cls=None):
+    """(summed, push, pop, drop_empty) of the stock datagram transport of
+    `version` (default: this Python's; a later one is taken to be 3.14's)."""
+    if version is None:
+        version = sys.version_info[:2]
+    if cls is None:
+        cls = _selector_events._SelectorDatagramTransport
+    key = min(tuple(version), max(STOCK_ACCOUNTING))
+    summed, push, pop, drop_empty = STOCK_ACCOUNTING[key]
+    if key >= (3, 13):
+        pop = getattr(cls, '_header_size', 0)
     return summed, push, pop, drop_empty
 
 
-_summed, _push, _pop, _drop_empty = _stock_accounting()
+_summed, _push, _pop, _drop_empty = stock_accounting()
 cdef bint BUFFER_SUMMED = _summed
 cdef Py_ssize_t PUSH_OVERHEAD = _push
 cdef Py_ssize_t POP_OVERHEAD = _pop
@@ -184,6 +194,13 @@ cdef object sender_address(evd_addr *a):
     return None
 
 
+cdef bytes ascii_or_none(str host):
+    try:
+        return host.encode('ascii')
+    except UnicodeError:
+        return None
+
+
 cdef class DgramConn(FdOwner):
     cdef CoreLoop loop
     cdef object sock                 # the Python socket (None once closed)
@@ -210,6 +227,9 @@ cdef class DgramConn(FdOwner):
     cdef object tx_last_obj          # the last address sent to, and its sockaddr
     cdef evd_addr tx_last
     cdef list pending                # datagrams read but not delivered (paused)
+    cdef bint rx_batches             # read batches (recvmmsg), not one datagram
+    cdef int rx_singles              # single reads in a row that found a datagram
+    cdef bint has_address            # a remote address was given at creation
     cdef dict extra
 
     cdef int init(self, CoreLoop loop, sock, protocol, address, extra) except -1:
@@ -218,6 +238,7 @@ cdef class DgramConn(FdOwner):
         self.fd = sock.fileno()
         self.family = sock.family
         self.address = address
+        self.has_address = bool(address)
         self.buffer = collections.deque()
         self.extra = dict(extra) if extra else {}
         # as _SelectorTransport.__init__: the addresses are read once, now
@@ -240,17 +261,12 @@ cdef class DgramConn(FdOwner):
         # that way): its methods are called, as the stock transport does
         self.python_io = type(sock) is not socket.socket
         self.rxbuf = rx_buffer(loop, self.family)
-        # connection_made runs in one copy of the creator's context, the
-        # reads in another, as on the stock loop (call_soon each)
+        # connection_made and the reads: a copy of the context each (stock)
         self.ctx_made = PyContext_CopyCurrent()
         self.ctx_io = PyContext_CopyCurrent()
         self.transport = DgramTransport(self)
-        self.set_protocol(protocol)
-        loop.register(self, 0)
-        return 0
-
-    cdef int set_protocol(self, protocol) except -1:
         self.protocol = protocol
+        loop.register(self, 0)
         return 0
 
     def _start(self, waiter):
@@ -263,12 +279,7 @@ cdef class DgramConn(FdOwner):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self.loop.call_exception_handler({
-                'message': 'Exception in callback protocol.connection_made()',
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
+            self.report_to_loop('Exception in callback protocol.connection_made()', exc)
         self.started = True
         self.update_interest()
         if waiter is not None:
@@ -307,18 +318,51 @@ cdef class DgramConn(FdOwner):
     # -- read
 
     cdef int read_ready(self) except -1:
-        cdef evd_rx *rx = self.rxbuf.rx
-        cdef int _, i, got, err
-        cdef evd_addr *a
-        cdef list datagrams
         if self.python_io:
             return self.read_python()
-        for _ in range(READ_BATCHES):
+        if self.rx_batches:
+            return self.read_batches()
+        return self.read_one()
+
+    cdef int read_one(self) except -1:
+        cdef evd_rx *rx = self.rxbuf.rx
+        cdef int err
+        if self.conn_lost or self.paused or self.closing:
+            return 0
+        if evd_recv_one(self.fd, rx) < 0:
+            err = errno
+            self.rx_singles = 0
+            if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
+                self.report_error(os_error(err))
+            return 0
+        data = PyBytes_FromStringAndSize(evd_rx_buf(rx, 0), evd_rx_len(rx, 0))
+        addr = self.sender(evd_rx_addr(rx, 0))
+        self.rx_singles += 1
+        if self.rx_singles >= PROBE_EVERY:
+            # readable every time: the next wake-up reads batches, which
+            # tells whether datagrams are queueing up
+            self.rx_singles = 0
+            self.rx_batches = True
+        return self.received(data, addr)
+
+    cdef object sender(self, evd_addr *a):      # one object per sender in a row
+        if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
+            self.rx_last_obj = sender_address(a)
+            evd_addr_copy(&self.rx_last, a)
+        return self.rx_last_obj
+
+    cdef int read_batches(self) except -1:
+        cdef evd_rx *rx = self.rxbuf.rx
+        cdef int b, i, got, err
+        cdef list datagrams
+        for b in range(READ_BATCHES):
             if self.conn_lost or self.paused or self.closing:
                 return 0
             got = evd_recv_batch(self.fd, rx)
+            err = errno
+            if b == 0 and got <= 1:
+                self.rx_batches = False         # no queue: back to single reads
             if got < 0:
-                err = errno
                 if err != EAGAIN and err != EWOULDBLOCK and err != EINTR:
                     self.report_error(os_error(err))
                 return 0
@@ -326,13 +370,9 @@ cdef class DgramConn(FdOwner):
             # callback runs: a callback may reach the buffer again.
             datagrams = []
             for i in range(got):
-                a = evd_rx_addr(rx, i)
-                if self.rx_last_obj is None or not evd_addr_eq(a, &self.rx_last):
-                    self.rx_last_obj = sender_address(a)
-                    evd_addr_copy(&self.rx_last, a)
                 datagrams.append((PyBytes_FromStringAndSize(evd_rx_buf(rx, i),
                                                             evd_rx_len(rx, i)),
-                                  self.rx_last_obj))
+                                  self.sender(evd_rx_addr(rx, i))))
             err = rx.err
             self.deliver(datagrams, 0)
             if err:
@@ -358,7 +398,7 @@ cdef class DgramConn(FdOwner):
 
     cdef int deliver(self, list datagrams, Py_ssize_t start) except -1:
         cdef Py_ssize_t i, n = len(datagrams)
-        received = self.protocol.datagram_received
+        cdef tuple dg
         for i in range(start, n):
             if self.conn_lost or self.closing:
                 return 0        # the stock loop would not have read them
@@ -366,15 +406,24 @@ cdef class DgramConn(FdOwner):
                 # read already: they wait for resume_reading()
                 self.pending = datagrams[i:]
                 return 0
-            data, addr = datagrams[i]
-            try:
-                received(data, addr)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                # as a stock _read_ready callback that raised: reported, and
-                # the next datagram is delivered all the same
-                self.report_callback_error(exc)
+            dg = <tuple>datagrams[i]
+            self.received(dg[0], dg[1])
+        return 0
+
+    cdef int received(self, data, addr) except -1:
+        # protocol.datagram_received(data, addr), looked up on every call as
+        # the stock transport does, without making a bound method
+        proto = self.protocol       # held: the callback may set another one
+        cdef PyObject *args[3]
+        args[:] = [<PyObject *>proto, <PyObject *>data, <PyObject *>addr]
+        try:
+            PyObject_VectorcallMethod(DATAGRAM_RECEIVED, args, 3, NULL)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            # as a stock _read_ready callback that raised: reported, and
+            # the next datagram is delivered all the same
+            self.report_callback_error(exc)
         return 0
 
     def _deliver_pending(self):
@@ -394,27 +443,30 @@ cdef class DgramConn(FdOwner):
         return 0
 
     cdef int report_callback_error(self, exc) except -1:
-        self.loop.call_exception_handler({
-            'message': 'Exception in callback DgramTransport._read_ready()',
-            'exception': exc,
-            'transport': self.transport,
-            'protocol': self.protocol,
-        })
+        return self.report_to_loop('Exception in callback DgramTransport._read_ready()', exc)
+
+    cdef int report_to_loop(self, str message, exc) except -1:
+        self.loop.call_exception_handler({'message': message, 'exception': exc,
+                                          'transport': self.transport,
+                                          'protocol': self.protocol})
         return 0
 
     # -- write
 
     def sendto(self, data, addr=None):
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        if type(data) is bytes:
+            if DROP_EMPTY and PyBytes_GET_SIZE(data) == 0:
+                return
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f'data argument must be a bytes-like object, '
                             f'not {type(data).__name__!r}')
-        if DROP_EMPTY and not data:
+        elif DROP_EMPTY and not data:
             return
-        if self.address:
+        if self.has_address:
             if addr not in (None, self.address):
                 raise ValueError(f'Invalid address: must be None or {self.address}')
             addr = self.address
-        if self.conn_lost and self.address:
+        if self.conn_lost and self.has_address:
             if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 logger.warning('socket.send() raised exception.')
             self.conn_lost += 1
@@ -440,14 +492,13 @@ cdef class DgramConn(FdOwner):
         how = 0 if self.python_io else self.send_how(addr)
         if how == 0:
             return self.send_python(data, addr)
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            if how == 1:
-                n = evd_send(self.fd, <const char *>view.buf, view.len)
-            else:
-                n = evd_sendto(self.fd, <const char *>view.buf, view.len, &self.tx_last)
+        if type(data) is bytes:
+            n = self.send_raw(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), how)
             err = errno
-        finally:
+        else:
+            PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+            n = self.send_raw(<const char *>view.buf, view.len, how)
+            err = errno
             PyBuffer_Release(&view)
         if n >= 0:
             return SENT
@@ -456,6 +507,12 @@ cdef class DgramConn(FdOwner):
             return REFUSED
         self.protocol.error_received(os_error(err))
         return FAILED
+
+    cdef inline ssize_t send_raw(self, const char *buf, Py_ssize_t size, int how) noexcept:
+        # the syscall alone (errno tells the caller what failed)
+        if how == 1:
+            return evd_send(self.fd, buf, size)
+        return evd_sendto(self.fd, buf, size, &self.tx_last)
 
     cdef int send_how(self, addr) except -1:
         """1: send(), 2: sendto(tx_last), 0: through the socket module."""
@@ -471,11 +528,9 @@ cdef class DgramConn(FdOwner):
         if self.family == AF_INET:
             if len(addr) != 2 or type(addr[0]) is not str or type(addr[1]) is not int:
                 return 0
-            try:
-                host = (<str>addr[0]).encode('ascii')
-            except UnicodeError:
-                return 0
-            if not (0 <= addr[1] <= 65535) or not evd_inet4(host, addr[1], &self.tx_last):
+            host = ascii_or_none(addr[0])
+            if (host is None or not (0 <= addr[1] <= 65535)
+                    or not evd_inet4(host, addr[1], &self.tx_last)):
                 self.tx_last_obj = None
                 return 0
         elif self.family == AF_INET6:
@@ -484,12 +539,10 @@ cdef class DgramConn(FdOwner):
             for part in addr[1:]:
                 if type(part) is not int or not (0 <= part <= 0xffffffff):
                     return 0
-            try:
-                host = (<str>addr[0]).encode('ascii')
-            except UnicodeError:
-                return 0
-            if not evd_inet6(host, addr[1], addr[2] if len(addr) > 2 else 0,
-                             addr[3] if len(addr) > 3 else 0, &self.tx_last):
+            host = ascii_or_none(addr[0])
+            if host is None or not evd_inet6(
+                    host, addr[1], addr[2] if len(addr) > 2 else 0,
+                    addr[3] if len(addr) > 3 else 0, &self.tx_last):
                 self.tx_last_obj = None
                 return 0
         else:
@@ -572,12 +625,7 @@ cdef class DgramConn(FdOwner):
             if self.loop._debug:
                 logger.debug("%r: %s", self.transport, message, exc_info=True)
         else:
-            self.loop.call_exception_handler({
-                'message': message,
-                'exception': exc,
-                'transport': self.transport,
-                'protocol': self.protocol,
-            })
+            self.report_to_loop(message, exc)
         return self.force_close(exc)
 
     cdef int force_close(self, exc) except -1:
@@ -628,10 +676,9 @@ cdef class DgramConn(FdOwner):
 
 # 3.10's stock datagram transport is no asyncio.DatagramTransport (3.11 made
 # it one); the bases follow the running version
-if issubclass(_selector_events._SelectorDatagramTransport, _transports.DatagramTransport):
-    _DatagramBase = _transports.DatagramTransport
-else:
-    _DatagramBase = _transports.BaseTransport      # in the MRO already: no change
+_DatagramBase = (_transports.DatagramTransport if issubclass(
+    _selector_events._SelectorDatagramTransport, _transports.DatagramTransport)
+    else _transports.BaseTransport)         # in the MRO already: no change
 
 
 class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
@@ -686,46 +733,23 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
             logger.debug("%r resumes reading", self)
 
     def set_protocol(self, protocol):
-        (<DgramConn>self._conn).set_protocol(protocol)
+        (<DgramConn>self._conn).protocol = protocol
 
     def get_protocol(self):
         return (<DgramConn>self._conn).protocol
 
     # -- what stock code (and _FlowControlMixin) expects
 
-    @property
-    def _protocol(self):
-        return (<DgramConn>self._conn).protocol
-
-    @property
-    def _loop(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        return None if c.closed else c.loop
-
-    @property
-    def _sock(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        return None if c.closed else c.sock
-
-    @property
-    def _sock_fd(self):
-        return (<DgramConn>self._conn).fd
-
-    @property
-    def _address(self):
-        return (<DgramConn>self._conn).address
-
-    @property
-    def _closing(self):
-        return (<DgramConn>self._conn).closing
-
-    @property
-    def _conn_lost(self):
-        return (<DgramConn>self._conn).conn_lost
-
-    @property
-    def _buffer(self):
-        return (<DgramConn>self._conn).buffer
+    _protocol = property(lambda self: (<DgramConn>self._conn).protocol)
+    _loop = property(lambda self: None if (<DgramConn>self._conn).closed
+                     else (<DgramConn>self._conn).loop)
+    _sock = property(lambda self: None if (<DgramConn>self._conn).closed
+                     else (<DgramConn>self._conn).sock)
+    _sock_fd = property(lambda self: (<DgramConn>self._conn).fd)
+    _address = property(lambda self: (<DgramConn>self._conn).address)
+    _closing = property(lambda self: (<DgramConn>self._conn).closing)
+    _conn_lost = property(lambda self: (<DgramConn>self._conn).conn_lost)
+    _buffer = property(lambda self: (<DgramConn>self._conn).buffer)
 
     def _force_close(self, exc):
         (<DgramConn>self._conn).force_close(exc)
@@ -754,8 +778,7 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
             c.close_socket()
 
 
-# 3.10's datagram transport has no pause_reading/resume_reading/is_reading
-# (asyncio.ReadTransport's, which raise NotImplementedError); 3.11 added them
+# 3.10's has no pause/resume_reading, is_reading (3.11 added them)
 if 'pause_reading' not in vars(_selector_events._SelectorTransport):
     del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
 

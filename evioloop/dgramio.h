@@ -127,6 +127,21 @@ static inline int evd_recv_batch(int fd, evd_rx *rx) {
 #endif
 }
 
+/* Receive one datagram into slot 0: 1, or -1 with errno. A single recvfrom
+ * costs the kernel less than a recvmmsg that finds one datagram (which then
+ * tries a second one and fails): the read of a socket that gets one datagram
+ * per wake-up, as in a request/response exchange. */
+static inline int evd_recv_one(int fd, evd_rx *rx) {
+    rx->err = 0;
+    rx->addrs[0].len = sizeof rx->addrs[0].ss;
+    ssize_t k = recvfrom(fd, rx->bufs, rx->slot, MSG_DONTWAIT,
+                         (struct sockaddr *)&rx->addrs[0].ss, &rx->addrs[0].len);
+    if (k < 0) return -1;
+    rx->lens[0] = (size_t)k;
+    evd_terminate(&rx->addrs[0]);
+    return 1;
+}
+
 static inline int evd_addr_eq(const evd_addr *a, const evd_addr *b) {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }

@@ -738,3 +738,62 @@ def test_no_fd_left_after_many_endpoints():
         return set(os.listdir('/proc/self/fd')) - before
 
     assert both(main) == {'stock': set(), 'evioloop': set()}
+
+
+def test_exchange_then_burst_then_exchange_loses_and_reorders_nothing():
+    # evioloop reads one datagram per wake-up (recvfrom) while a socket gets
+    # one at a time, switches to recvmmsg batches when datagrams queue up and
+    # back when they stop: every datagram of each phase arrives, in order,
+    # with its sender, and an exchange gets one datagram per wake-up on both
+    # loops (the stock loop's answer)
+    async def main():
+        loop = asyncio.get_running_loop()
+        ticks = [0]
+        ticking = [True]
+
+        def tick():         # one increment per loop iteration
+            ticks[0] += 1
+            if ticking[0]:
+                loop.call_soon(tick)
+        t, p = await loop.create_datagram_endpoint(Rec, local_addr=('127.0.0.1', 0))
+        seen_at = []
+        orig = p.datagram_received
+        p.datagram_received = lambda d, a: (seen_at.append(ticks[0]), orig(d, a))
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sent, most = [], []
+        try:
+            raw.bind(('127.0.0.1', 0))
+            raw_name = raw.getsockname()
+            addr = t.get_extra_info('sockname')
+            loop.call_soon(tick)
+            for phase, count in (('exchange', 30), ('burst', 100), ('exchange', 30)):
+                start = len(seen_at)
+                if phase == 'burst':
+                    for i in range(count):
+                        sent.append(os.urandom(1 + i % 200))
+                        raw.sendto(sent[-1], addr)
+                    await until(lambda: len(p.data) == len(sent))
+                else:
+                    for i in range(count):
+                        sent.append(os.urandom(1 + i % 50))
+                        raw.sendto(sent[-1], addr)
+                        await until(lambda: len(p.data) == len(sent))
+                per_tick = {}
+                for k in seen_at[start:]:
+                    per_tick[k] = per_tick.get(k, 0) + 1
+                most.append((phase, max(per_tick.values())))
+        finally:
+            ticking[0] = False
+            raw.close()
+            t.close()
+            await p.lost
+        return (digest(d for d, _ in p.data) == digest(sent),
+                {a for _, a in p.data} == {raw_name}, most)
+
+    got = both(main)
+    assert got['stock'][:2] == got['evioloop'][:2] == (True, True)
+    stock, ours = got['stock'][2], got['evioloop'][2]
+    assert stock == [('exchange', 1), ('burst', 1), ('exchange', 1)]
+    # the exchanges as on the stock loop; the burst in batches on evioloop
+    assert ours[0] == stock[0] and ours[2] == stock[2]
+    assert ours[1][0] == 'burst' and ours[1][1] > 1

@@ -57,6 +57,8 @@ if sys.version_info >= (3, 11):
     DO_HANDSHAKE = _State.DO_HANDSHAKE
 else:
     _SSLProtocol = _SSLProtocolTransport = None
+    SSLAgainErrors = ()
+    WRAPPED = FLUSHING = SHUTDOWN = UNWRAPPED = DO_HANDSHAKE = None
 
 
 cdef object c_sslobj(sslobj):
@@ -120,6 +122,7 @@ cdef object read_copied(self):
     return data, eof
 
 
+
 class TLSTransport(_SSLProtocolTransport or object):
     """The app-side transport: stock `_SSLProtocolTransport`, compiled write."""
 
@@ -134,7 +137,131 @@ class TLSTransport(_SSLProtocolTransport or object):
                             f"got {type(data).__name__}")
         if not data:
             return
-        self._ssl_protocol._write_appdata((data,))
+        proto = self._ssl_protocol
+        if type(proto) is TLSProtocol:
+            write_one(proto, data)
+        else:
+            proto._write_appdata((data,))
+
+
+# -- the data path, as C functions of the (Python) protocol object
+
+cdef int do_read(self) except -1:
+    # SSLProtocol._do_read
+    state = self._state
+    if state is not WRAPPED and state is not FLUSHING:
+        return 0
+    try:
+        if not self._app_reading_paused:
+            if self._app_protocol_is_buffer:
+                self._do_read__buffered()
+            else:
+                read_copied_step(self)
+            if self._write_backlog:
+                do_write(self)
+            else:
+                process_outgoing(self)
+        # _control_ssl_reading
+        size = self._incoming.pending
+        if size >= self._incoming_high_water and not self._ssl_reading_paused:
+            self._ssl_reading_paused = True
+            self._transport.pause_reading()
+        elif size <= self._incoming_low_water and self._ssl_reading_paused:
+            self._ssl_reading_paused = False
+            self._transport.resume_reading()
+    except Exception as ex:
+        self._fatal_error(ex, 'Fatal error on SSL protocol')
+    return 0
+
+
+cdef int read_copied_step(self) except -1:
+    # SSLProtocol._do_read__copied
+    data, eof = read_copied(self)
+    if len(data):
+        self._app_protocol.data_received(data)
+    if eof:
+        # close_notify
+        self._call_eof_received()
+        self._start_shutdown()
+    return 0
+
+
+cdef int write_one(self, data) except -1:
+    # SSLProtocol._write_appdata((data,))
+    cdef Py_ssize_t count, data_len
+    state = self._state
+    if state is FLUSHING or state is SHUTDOWN or state is UNWRAPPED:
+        if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            logger.warning('SSL connection is closed')
+        self._conn_lost += 1
+        return 0
+    if state is not WRAPPED or self._write_backlog:
+        # behind the handshake or earlier data: the stock path
+        self._write_backlog.append(data)
+        self._write_buffer_size += len(data)
+        try:
+            if state is WRAPPED:
+                do_write(self)
+        except Exception as ex:
+            self._fatal_error(ex, 'Fatal error on SSL protocol')
+        return 0
+    # Nothing queued: encrypt at once. Going through the backlog would leave
+    # it and the buffer size as they are now, so skipping it is invisible.
+    try:
+        try:
+            count = self._tls_sslobj.write(data)
+        except SSLAgainErrors:
+            count = 0
+        except BaseException:
+            # as stock: the data stays in the backlog
+            self._write_backlog.append(data)
+            self._write_buffer_size += len(data)
+            raise
+        data_len = len(data)
+        if count < data_len:
+            self._write_backlog.append(data[count:])
+            self._write_buffer_size += data_len - count
+        process_outgoing(self)
+    except Exception as ex:
+        self._fatal_error(ex, 'Fatal error on SSL protocol')
+    return 0
+
+
+cdef int do_write(self) except -1:
+    # SSLProtocol._do_write
+    cdef Py_ssize_t count, data_len
+    backlog = self._write_backlog
+    sslobj = self._tls_sslobj
+    try:
+        while backlog:
+            data = backlog[0]
+            count = sslobj.write(data)
+            data_len = len(data)
+            if count < data_len:
+                backlog[0] = data[count:]
+                self._write_buffer_size -= count
+            else:
+                del backlog[0]
+                self._write_buffer_size -= data_len
+    except SSLAgainErrors:
+        pass
+    process_outgoing(self)
+    return 0
+
+
+cdef int process_outgoing(self) except -1:
+    # SSLProtocol._process_outgoing
+    if not self._ssl_writing_paused:
+        outgoing = self._outgoing
+        if outgoing.pending:
+            self._transport.write(outgoing.read())
+    size = self._outgoing.pending + self._write_buffer_size
+    if self._app_writing_paused:
+        if size <= self._outgoing_low_water:
+            self._control_app_writing()
+    elif size >= self._outgoing_high_water:
+        self._control_app_writing()
+    return 0
 
 
 class TLSProtocol(_SSLProtocol or object):
@@ -143,8 +270,6 @@ class TLSProtocol(_SSLProtocol or object):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._tls_sslobj = c_sslobj(self._sslobj)
-        self._tls_incoming_write = self._incoming.write
-        self._tls_outgoing_read = self._outgoing.read
 
     def _get_app_transport(self):
         if self._app_transport is None:
@@ -166,10 +291,10 @@ class TLSProtocol(_SSLProtocol or object):
         return self._ssl_buffer_view
 
     def buffer_updated(self, nbytes):
-        self._tls_incoming_write(self._ssl_buffer_view[:nbytes])
+        self._incoming.write(self._ssl_buffer_view[:nbytes])
         state = self._state
         if state is WRAPPED:
-            self._do_read()
+            do_read(self)
         elif state is DO_HANDSHAKE:
             self._do_handshake()
         elif state is FLUSHING:
@@ -180,22 +305,7 @@ class TLSProtocol(_SSLProtocol or object):
     # -- incoming flow
 
     def _do_read(self):
-        state = self._state
-        if state is not WRAPPED and state is not FLUSHING:
-            return
-        try:
-            if not self._app_reading_paused:
-                if self._app_protocol_is_buffer:
-                    self._do_read__buffered()
-                else:
-                    self._do_read__copied()
-                if self._write_backlog:
-                    self._do_write()
-                else:
-                    self._process_outgoing()
-            self._control_ssl_reading()
-        except Exception as ex:
-            self._fatal_error(ex, 'Fatal error on SSL protocol')
+        do_read(self)
 
     def _do_read__buffered(self):
         cdef Py_ssize_t offset = 0, count = 1, wants
@@ -235,13 +345,7 @@ class TLSProtocol(_SSLProtocol or object):
             self._start_shutdown()
 
     def _do_read__copied(self):
-        data, eof = read_copied(self)
-        if len(data):
-            self._app_protocol.data_received(data)
-        if eof:
-            # close_notify
-            self._call_eof_received()
-            self._start_shutdown()
+        read_copied_step(self)
 
     # -- outgoing flow
 
@@ -253,44 +357,17 @@ class TLSProtocol(_SSLProtocol or object):
             self._conn_lost += 1
             return
         backlog = self._write_backlog
-        size = 0
         for data in list_of_data:
             backlog.append(data)
-            size += len(data)
-        self._write_buffer_size += size
+            self._write_buffer_size += len(data)
         try:
             if self._state is WRAPPED:
-                self._do_write()
+                do_write(self)
         except Exception as ex:
             self._fatal_error(ex, 'Fatal error on SSL protocol')
 
     def _do_write(self):
-        cdef Py_ssize_t count, data_len
-        backlog = self._write_backlog
-        sslobj = self._tls_sslobj
-        try:
-            while backlog:
-                data = backlog[0]
-                count = sslobj.write(data)
-                data_len = len(data)
-                if count < data_len:
-                    backlog[0] = data[count:]
-                    self._write_buffer_size -= count
-                else:
-                    del backlog[0]
-                    self._write_buffer_size -= data_len
-        except SSLAgainErrors:
-            pass
-        self._process_outgoing()
+        do_write(self)
 
     def _process_outgoing(self):
-        if not self._ssl_writing_paused:
-            data = self._tls_outgoing_read()
-            if len(data):
-                self._transport.write(data)
-        size = self._outgoing.pending + self._write_buffer_size
-        if self._app_writing_paused:
-            if size <= self._outgoing_low_water:
-                self._control_app_writing()
-        elif size >= self._outgoing_high_water:
-            self._control_app_writing()
+        process_outgoing(self)

@@ -122,7 +122,6 @@ cdef object read_copied(self):
     return data, eof
 
 
-
 class TLSTransport(_SSLProtocolTransport or object):
     """The app-side transport: stock `_SSLProtocolTransport`, compiled write."""
 

@@ -370,3 +370,8 @@ class TLSProtocol(_SSLProtocol or object):
 
     def _process_outgoing(self):
         process_outgoing(self)
+
+
+if _SSLProtocol is None:
+    # 3.10: the stock protocol (see the module's doc)
+    TLSProtocol = TLSTransport = None

@@ -1,14 +1,15 @@
 # cython: language_level=3
 """Layer 3: TLS over the compiled stream transport.
 
-`TLSProtocol` is CPython's own `asyncio.sslproto.SSLProtocol` (3.11+), with
-its data path compiled and rewritten to copy and raise less. Everything that
-is not on the data path (the state machine, handshake and shutdown with their
-timeouts, `_fatal_error`, `connection_lost`, waiters, flow-control water
-marks, extra info) is the running Python's own code, version for version, so
-it behaves exactly as the stock loop's. Certificates, SNI, sessions and
-hostname checks are `ssl.SSLObject`'s (`SSLContext.wrap_bio` on two
-`ssl.MemoryBIO`s): nothing here touches OpenSSL.
+`SSLProtocol` (`TLSProtocol` for loop.py) is CPython's own
+`asyncio.sslproto.SSLProtocol` (3.11+), with its data path compiled and
+rewritten to copy and raise less. Everything that is not on the data path
+(the state machine, handshake and shutdown with their timeouts,
+`_fatal_error`, `connection_lost`, waiters, flow-control water marks, extra
+info) is the running Python's own code, version for version, so it behaves
+exactly as the stock loop's. Certificates, SNI, sessions and hostname checks
+are `ssl.SSLObject`'s (`SSLContext.wrap_bio` on two `ssl.MemoryBIO`s):
+nothing here touches OpenSSL.
 
 What the compiled data path does differently (none of it observable):
 
@@ -122,8 +123,12 @@ cdef object read_copied(self):
     return data, eof
 
 
-class TLSTransport(_SSLProtocolTransport or object):
-    """The app-side transport: stock `_SSLProtocolTransport`, compiled write."""
+class _SSLProtocolTransport(_SSLProtocolTransport or object):
+    """The app-side transport: stock `_SSLProtocolTransport`, compiled write.
+
+    The stock class names (here and for SSLProtocol): what reprs, logs and
+    checks of the class name see is what they see on the stock loop.
+    """
 
     def write(self, data):
         """Write some data bytes to the transport.
@@ -137,7 +142,7 @@ class TLSTransport(_SSLProtocolTransport or object):
         if not data:
             return
         proto = self._ssl_protocol
-        if type(proto) is TLSProtocol:
+        if type(proto) is SSLProtocol:
             write_one(proto, data)
         else:
             proto._write_appdata((data,))
@@ -263,7 +268,7 @@ cdef int process_outgoing(self) except -1:
     return 0
 
 
-class TLSProtocol(_SSLProtocol or object):
+class SSLProtocol(_SSLProtocol or object):
     """CPython's SSLProtocol with a compiled data path (see the module's doc)."""
 
     def __init__(self, *args, **kwargs):
@@ -274,7 +279,7 @@ class TLSProtocol(_SSLProtocol or object):
         if self._app_transport is None:
             if self._app_transport_created:
                 raise RuntimeError('Creating _SSLProtocolTransport twice')
-            self._app_transport = TLSTransport(self._loop, self)
+            self._app_transport = _SSLProtocolTransport(self._loop, self)
             self._app_transport_created = True
         return self._app_transport
 
@@ -372,6 +377,5 @@ class TLSProtocol(_SSLProtocol or object):
         process_outgoing(self)
 
 
-if _SSLProtocol is None:
-    # 3.10: the stock protocol (see the module's doc)
-    TLSProtocol = TLSTransport = None
+# what loop.py uses; None on 3.10 (the stock protocol, see the module's doc)
+TLSProtocol = SSLProtocol if _SSLProtocol is not None else None

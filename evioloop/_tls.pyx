@@ -11,7 +11,8 @@ exactly as the stock loop's. Certificates, SNI, sessions and hostname checks
 are `ssl.SSLObject`'s (`SSLContext.wrap_bio` on two `ssl.MemoryBIO`s):
 nothing here touches OpenSSL.
 
-What the compiled data path does differently (none of it observable):
+What the compiled data path does differently (none of it observable but
+the last point):
 
 * read: the raw bytes the stream transport received land in the protocol's
   buffer (it is a BufferedProtocol) and go to the incoming BIO in one write;
@@ -21,7 +22,10 @@ What the compiled data path does differently (none of it observable):
   SSLWantReadError (an exception per wake-up on the stock path);
 * write: the app transport's `write` goes straight to the compiled
   `_write_appdata` (encrypt, read the outgoing BIO once, hand the records to
-  the stream transport, whose queue is flushed once per loop step).
+  the stream transport, whose queue is flushed once per loop step);
+* a BufferedProtocol app whose get_buffer() returns a bytearray gets its
+  data: the stock protocol reads into `buf[offset:]`, a copy for a
+  bytearray, and loses all but the first piece (CPython gh-156275).
 
 Python 3.10's sslproto is the older `_SSLPipe` design: there `TLSProtocol`
 is None and the loop keeps the stock protocol.

@@ -28,6 +28,14 @@ CA = test_utils.SIGNING_CA
 
 _stock = {}
 
+# Python 3.10's SSLProtocol (the older _SSLPipe design, which both loops run
+# there: evioloop has no compiled layer on 3.10) differs in what these check:
+# no eof_received before connection_lost, no 'SSL connection is closed'
+# warning, no app-side pause_reading, start_tls over TLS unsupported, another
+# transport class. Their scenarios are 3.11+ behaviour.
+needs311 = pytest.mark.skipif(sys.version_info < (3, 11),
+                              reason="3.10's _SSLPipe SSLProtocol behaves otherwise")
+
 
 @pytest.fixture(params=LOOP_KINDS)
 def kind(request):
@@ -180,7 +188,16 @@ def test_echo_bytes_both_ways(kind, app, size):
             await client.done
             await sides[0].done
             await shut(server)
-            return sha(bytes(sides[0].data)), sha(got), client.log, sides[0].log
+            # flow-control events depend on timing: not compared (and the
+            # data runs they split are one run again)
+            logs = []
+            for side in (client, sides[0]):
+                log = []
+                for e in side.log:
+                    if 'writing' not in e[1] and (not log or log[-1] != e):
+                        log.append(e)
+                logs.append(log)
+            return sha(bytes(sides[0].data)), sha(got), logs
         return main()
     got = same_as_stock(kind, ('echo', app, size), make)
     assert got[0] == got[1] == sha(payload)
@@ -210,6 +227,7 @@ def test_buffered_app_with_a_bytearray_buffer(kind):
     assert run(kind, main()) == sha(payload)
 
 
+@needs311
 def test_many_writes_in_one_callback_and_before_peer_handshake_ends(kind):
     # The client writes 2000 pieces (and a writelines) from connection_made,
     # which on TLS 1.3 runs before the server has finished its handshake; it
@@ -240,6 +258,7 @@ def test_many_writes_in_one_callback_and_before_peer_handshake_ends(kind):
     assert got[1][-2:] == [('s', 'eof'), ('s', 'lost', None)]
 
 
+@needs311
 def test_close_with_pending_data_delivers_all_before_eof(kind):
     # 3 MiB written and close() at once: the shutdown waits for the data
     payload = pattern(3 * 1024 * 1024, seed=7)
@@ -290,6 +309,7 @@ def test_abort_and_writes_after_close(kind, caplog):
     assert got[0][-1] == ('c', 'lost', None)
 
 
+@needs311
 def test_writes_after_close_warn_as_stock(kind, caplog):
     def make():
         async def main():
@@ -348,6 +368,7 @@ async def until_bytes(sides, n):
         await asyncio.sleep(0.005)
 
 
+@needs311
 @pytest.mark.parametrize('how', ['close_notify', 'reset', 'garbage'])
 def test_peer_close_reset_garbage(kind, how):
     got = same_as_stock(kind, ('peer', how), lambda: peer_scenario(how),
@@ -461,6 +482,7 @@ def test_sni_callback_sees_server_hostname(kind):
 
 # -- start_tls
 
+@needs311
 def test_start_tls_both_sides_and_tls_in_tls(kind):
     # A plain connection upgraded on both sides (loop.start_tls, server_side
     # on one end); then, on the TLS transports, a second TLS layer: start_tls
@@ -513,6 +535,7 @@ def test_start_tls_both_sides_and_tls_in_tls(kind):
 
 # -- flow control
 
+@needs311
 def test_pause_resume_reading(kind):
     # The client pauses its app transport: nothing more reaches the app
     # until it resumes; then every byte does.
@@ -649,6 +672,7 @@ def test_extra_info_and_contextvars(kind):
     assert ('ctx made', 'client') in clog
 
 
+@needs311
 def test_unclosed_transport_resource_warning(kind):
     def make():
         async def main():

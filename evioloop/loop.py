@@ -20,6 +20,7 @@ import asyncio
 import collections.abc
 import selectors
 import socket
+import ssl
 import sys
 import threading
 import warnings
@@ -27,7 +28,7 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _dgram, _pipe, _process, _stream
+from . import _core, _dgram, _pipe, _process, _stream, _tls
 
 __all__ = ['Loop']
 
@@ -135,12 +136,54 @@ class Loop(_core.CoreLoop, unix_events._UnixSelectorEventLoop):
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None,
                             server=None, **timeouts):
-        # the stock method with our stream transport under the TLS protocol;
-        # `timeouts` are the handshake (and, from 3.11, shutdown) timeouts
-        ssl_protocol = sslproto.SSLProtocol(
+        # the stock method with our stream transport under the TLS protocol
+        # (the compiled one from 3.11, see _tls); `timeouts` are the handshake
+        # (and, from 3.11, shutdown) timeouts
+        ssl_protocol = (_tls.TLSProtocol or sslproto.SSLProtocol)(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts)
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
+
+    if _tls.TLSProtocol is not None:
+        async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                            server_hostname=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None):
+            """Upgrade `transport` to TLS; the new transport, once the handshake is done.
+
+            As the stock loop (same checks, exceptions and steps); on evioloop's
+            stream transport the TLS protocol is the compiled one.
+            """
+            if not isinstance(transport, _stream.StreamTransport):
+                return await super().start_tls(
+                    transport, protocol, sslcontext, server_side=server_side,
+                    server_hostname=server_hostname,
+                    ssl_handshake_timeout=ssl_handshake_timeout,
+                    ssl_shutdown_timeout=ssl_shutdown_timeout)
+            # the stock steps (base_events.start_tls, 3.11-3.13)
+            if not isinstance(sslcontext, ssl.SSLContext):
+                raise TypeError(
+                    f'sslcontext is expected to be an instance of ssl.SSLContext, '
+                    f'got {sslcontext!r}')
+            waiter = self.create_future()
+            ssl_protocol = _tls.TLSProtocol(
+                self, protocol, sslcontext, waiter, server_side, server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                call_connection_made=False)
+            # paused first, so that no data reaches the TLS protocol before
+            # its connection_made
+            transport.pause_reading()
+            transport.set_protocol(ssl_protocol)
+            conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+            resume_cb = self.call_soon(transport.resume_reading)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                conmade_cb.cancel()
+                resume_cb.cancel()
+                raise
+            return ssl_protocol._app_transport
 
     # -- datagram sockets (layer 3)
 

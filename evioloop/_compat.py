@@ -121,6 +121,33 @@ NEEDS = (
     _n('sslproto', 'SSLProtocol.__init__', params=('ssl_shutdown_timeout',),
        versions=((3, 11), None), why='3.11+ passes the TLS shutdown timeout'),
 
+    # -- the compiled TLS data path (_tls.pyx, 3.11+) subclasses the stock
+    # protocol and its app transport, replaces their data-path methods and
+    # reads the state the stock methods keep
+    _n('sslproto', '_SSLProtocolTransport.write', mentions=('_ssl_protocol',),
+       versions=((3, 11), None), why='_tls: the app write goes to the compiled path'),
+    _n('sslproto', 'SSLProtocol._get_app_transport', mentions=('_app_transport_created',),
+       versions=((3, 11), None), why='_tls: the app transport is its subclass'),
+    *(_n('sslproto', f'SSLProtocol.{m}', versions=((3, 11), None),
+         why='_tls replaces this data-path method')
+      for m in ('get_buffer', 'buffer_updated', '_do_read', '_do_read__buffered',
+                '_do_read__copied', '_write_appdata', '_do_write', '_process_outgoing')),
+    _n('sslproto', 'SSLProtocol', versions=((3, 11), None),
+       mentions=('_incoming', '_outgoing', '_sslobj', '_state', '_write_backlog',
+                 '_write_buffer_size', '_app_protocol_get_buffer',
+                 '_app_protocol_buffer_updated', '_app_protocol_is_buffer', '_ssl_buffer',
+                 '_ssl_buffer_view', '_app_reading_paused', '_ssl_reading_paused',
+                 '_incoming_high_water', '_incoming_low_water', '_outgoing_high_water',
+                 '_outgoing_low_water', '_app_writing_paused', '_ssl_writing_paused',
+                 '_control_app_writing', '_do_flush', '_do_handshake', '_do_shutdown',
+                 '_start_shutdown', '_call_eof_received', '_fatal_error', '_conn_lost'),
+       why='_tls reads and keeps the state the stock methods around it use'),
+    *(_n('sslproto', f'SSLProtocolState.{state}', versions=((3, 11), None),
+         why='_tls: a state its data path checks')
+      for state in ('WRAPPED', 'FLUSHING', 'SHUTDOWN', 'UNWRAPPED', 'DO_HANDSHAKE')),
+    _n('sslproto', 'SSLAgainErrors', versions=((3, 11), None),
+       why='_tls: the errors that mean "not yet"'),
+
     # -- the legacy policy (evioloop.EventLoopPolicy subclasses it)
     _n('unix_events', '_UnixDefaultEventLoopPolicy',
        why='evioloop.EventLoopPolicy; kept in 3.14 (policies deprecated)'),

@@ -17,9 +17,14 @@ DIRECTIVES = {
 }
 
 
+# the C headers of each layer (poller.h; transports/sockio.h, dgramio.h), which
+# other layers' modules include through the .pxd files they cimport
+INCLUDE_DIRS = ["evioloop", "evioloop/core", "evioloop/transports"]
+
+
 def ext(path):
     name = path[:-len(".pyx")].replace("/", ".")
-    return Extension(name, [path], include_dirs=["evioloop"])
+    return Extension(name, [path], include_dirs=INCLUDE_DIRS)
 
 
 # every .pyx is one extension module, named after its path

@@ -17,7 +17,7 @@ from asyncio import unix_events
 from . import _compat
 _compat.check()
 
-from ._handles import Handle, TimerHandle  # noqa: E402
+from .core._handles import Handle, TimerHandle  # noqa: E402
 from ._poller import BACKEND  # noqa: E402 ("epoll" or "kqueue")
 from .loop import Loop  # noqa: E402
 from .events import (  # noqa: E402

@@ -3,7 +3,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, Final, TypeVar
 
-from ._handles import Handle as Handle, TimerHandle as TimerHandle
+from .core._handles import Handle as Handle, TimerHandle as TimerHandle
 from .events import (
     Action as Action,
     Conn as Conn,

@@ -14,7 +14,7 @@ import sys
 import time
 
 import evioloop
-from evioloop import _core
+from evioloop.core import _core
 
 ROUND_TRIPS = 1000
 SELFTEST_TIMEOUT = 60.0     # seconds, for both echoes together

@@ -28,7 +28,8 @@ from asyncio import coroutines, unix_events
 
 from asyncio import sslproto
 
-from . import _core, _dgram, _pipe, _process, _stream, _tls
+from .core import _core
+from .transports import _dgram, _pipe, _process, _stream, _tls
 
 __all__ = ['Loop']
 

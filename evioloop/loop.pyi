@@ -2,7 +2,7 @@
 # selector loop's API (its MRO at runtime is CoreLoop, _UnixSelectorEventLoop).
 import asyncio
 
-from ._core import CoreLoop
+from .core._core import CoreLoop
 
 __all__ = ['Loop']
 

@@ -263,7 +263,7 @@ def test_scan_stock_loop_names_of_the_glue_are_in_the_table():
         named.add(n.name.rsplit('.', 1)[-1])
         named.update(n.mentions)
     found = {}
-    for path in ('evioloop/loop.py', 'evioloop/_core.pyx'):
+    for path in ('evioloop/loop.py', 'evioloop/core/_core.pyx'):
         with open(os.path.join(ROOT, path)) as fh:
             text = fh.read()
         for name in re.findall(r'(?:self|super\(\))\.(_[a-z]\w*)', text):

@@ -17,7 +17,7 @@ import warnings
 import pytest
 
 import evioloop
-from evioloop import _process
+from evioloop.transports import _process
 from net_helpers import pattern, run
 
 PIPE = asyncio.subprocess.PIPE

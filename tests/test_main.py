@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import evioloop
-from evioloop import _core
+from evioloop.core import _core
 
 
 def _run(*args, code=None):

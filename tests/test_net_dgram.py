@@ -1,4 +1,4 @@
-"""evioloop's compiled datagram transport (evioloop/_dgram.pyx) against the stock one.
+"""evioloop's compiled datagram transport (evioloop/transports/_dgram.pyx) against the stock one.
 
 Most tests play one scenario on the stock loop and on evioloop and compare
 what the protocol saw (datagrams, addresses, callbacks in order, buffer sizes,

@@ -1,6 +1,6 @@
 """The datagram transport's table of stock write-buffer accounting is right.
 
-`evioloop._dgram.STOCK_ACCOUNTING` says, per Python version, how the stock
+`evioloop.transports._dgram.STOCK_ACCOUNTING` says, per Python version, how the stock
 `_SelectorDatagramTransport` counts its queued datagrams in
 get_write_buffer_size(), and whether sendto(b'') sends anything. These tests
 take the row for the running Python and check it against the stock
@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from evioloop import _dgram
+from evioloop.transports import _dgram
 from net_helpers import LOOPS
 
 # distinct sizes, so that a sum and a counter of lengths tell themselves apart

@@ -1,7 +1,7 @@
 """TLS over the stream transport: bytes, callbacks and errors as on the stock loop.
 
 evioloop runs asyncio's own TLS protocol (sslproto.SSLProtocol; from 3.11
-with the data path compiled, evioloop/_tls.pyx, see test_net_tls_layer.py)
+with the data path compiled, evioloop/transports/_tls.pyx, see test_net_tls_layer.py)
 over its compiled stream transport, so what these tests guard is the
 transport's side of that contract: a BufferedProtocol fed in pieces, writes of encrypted records,
 half-close and close as SSLProtocol drives them. Every scenario runs on both

@@ -1,4 +1,4 @@
-"""The TLS layer (evioloop/_tls.pyx) against the stock loop's SSLProtocol.
+"""The TLS layer (evioloop/transports/_tls.pyx) against the stock loop's SSLProtocol.
 
 On 3.11+ evioloop runs its compiled TLS protocol over its compiled stream
 transport; the stock loop runs asyncio's sslproto over its selector
@@ -158,7 +158,7 @@ def test_evioloop_runs_the_compiled_layer():
         await app.done
         await shut(server)
         return type(proto).__module__, type(tr).__module__
-    expected = 'evioloop._tls' if sys.version_info >= (3, 11) else 'asyncio.sslproto'
+    expected = 'evioloop.transports._tls' if sys.version_info >= (3, 11) else 'asyncio.sslproto'
     assert run('evioloop', main()) == (expected, expected)
 
 
@@ -530,7 +530,8 @@ def test_start_tls_both_sides_and_tls_in_tls(kind):
     # which TLS layer ran: evioloop's over its stream transport, the stock
     # one over a TLS transport (and on 3.10)
     compiled = kind == 'evioloop' and sys.version_info >= (3, 11)
-    assert layers == ['evioloop._tls' if compiled else 'asyncio.sslproto', 'asyncio.sslproto']
+    first = 'evioloop.transports._tls' if compiled else 'asyncio.sslproto'
+    assert layers == [first, 'asyncio.sslproto']
 
 
 # -- flow control

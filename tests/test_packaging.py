@@ -187,7 +187,7 @@ else:
     def test_installed_wheel_runs_compiled(dists):
         # every .pyx of the source tree, as the module name it compiles to
         names = sorted(p[:-len('.pyx')].replace('/', '.') for p in _sources('*.pyx'))
-        assert 'evioloop._core' in names, names
+        assert 'evioloop.core._core' in names, names
         away = dists['tmp'] / 'elsewhere'       # not the source tree, not its copy
         away.mkdir()
         env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}

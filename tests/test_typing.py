@@ -53,7 +53,7 @@ def _mypy(tmp_path, name, text):
 def test_installed_package_is_typed():
     root = Path(evioloop.__file__).parent
     assert (root / 'py.typed').is_file()
-    for stub in ('__init__.pyi', '_core.pyi', 'loop.pyi', 'events/_conn.pyi',
+    for stub in ('__init__.pyi', 'core/_core.pyi', 'loop.pyi', 'events/_conn.pyi',
                  'events/_udp.pyi', 'events/api.pyi', 'events/server.pyi'):
         assert (root / stub).is_file(), stub
 

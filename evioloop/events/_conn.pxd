@@ -3,8 +3,8 @@
 # host loop's transport, overriding only the I/O steps declared last here.
 from libc.stdint cimport uint64_t
 
-from evioloop._core cimport FdOwner
-from evioloop._outq cimport OutQueue
+from evioloop.core._core cimport FdOwner
+from evioloop.transports._outq cimport OutQueue
 from evioloop.events._server cimport ServerCore
 
 # a Conn's life

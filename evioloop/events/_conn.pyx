@@ -25,13 +25,13 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.memoryview cimport PyMemoryView_FromObject
 
-from evioloop._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
-from evioloop._outq cimport outq_push, outq_clear, outq_free, outq_send
-from evioloop._sockutil cimport (EWOULDBLOCK, socklen_t, sockaddr_storage, sockaddr,
-                                 evs_send, evs_recv, evs_nodelay, evs_setint, os_error,
-                                 peer_address)
-from evioloop._stream cimport Listener
+from evioloop.transports._outq cimport outq_push, outq_clear, outq_free, outq_send
+from evioloop.transports._sockutil cimport (
+    EWOULDBLOCK, socklen_t, sockaddr_storage, sockaddr, evs_send, evs_recv, evs_nodelay,
+    evs_setint, os_error, peer_address)
+from evioloop.transports._stream cimport Listener
 from evioloop.events._server cimport (ServerCore, PacketView, NONE, DETACH, CLOSE,
                                       SHUTDOWN, action_of, check_out, data_result)
 

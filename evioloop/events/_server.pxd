@@ -1,6 +1,6 @@
 # Layer 5, compiled: what every connection of an Events server shares, and
 # the reading of the callbacks' return values (_conn.pyx, _udp.pyx use them).
-from evioloop._core cimport CoreLoop
+from evioloop.core._core cimport CoreLoop
 
 # evio's actions, as numbers
 cdef enum:

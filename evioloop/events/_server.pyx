@@ -6,7 +6,7 @@ tuples, or the short forms of docs/events.md)."""
 from libc.stdlib cimport free
 from cpython.buffer cimport PyBuffer_FillInfo, PyObject_CheckBuffer, PyBUF_WRITABLE
 
-from evioloop._core cimport CoreLoop
+from evioloop.core._core cimport CoreLoop
 
 import contextvars
 import threading

@@ -11,10 +11,10 @@ from libc.errno cimport errno, EAGAIN, EINTR, ENOBUFS
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from evioloop._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
-from evioloop._sockutil cimport (EWOULDBLOCK, socklen_t, sockaddr_storage, evs_recvfrom,
-                                 evs_sendto, os_error, peer_address)
+from evioloop.transports._sockutil cimport (
+    EWOULDBLOCK, socklen_t, sockaddr_storage, evs_recvfrom, evs_sendto, os_error, peer_address)
 from evioloop.events._server cimport (ServerCore, SHUTDOWN, UDP_QUEUE_MAX, check_out,
                                       data_result)
 

@@ -13,7 +13,7 @@ import datetime
 import os
 import threading
 
-from .. import _core
+from ..core import _core
 from . import _conn, _server, _udp, portable
 from .addrs import open_listeners, close_listeners
 from .api import Action, LoadBalance

@@ -15,7 +15,7 @@ repr. `ConnTransport`, `ReadFlowTransport` and `WriteFlowTransport` are the
 Python face of the same state, mixed into the asyncio transport classes the
 protocols see.
 """
-from evioloop._outq cimport outq_clear, outq_free
+from evioloop.transports._outq cimport outq_clear, outq_free
 
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants

@@ -27,9 +27,9 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 
 from evioloop._poller cimport evp_monotonic, EVP_READ, EVP_WRITE
-from evioloop._fdtable cimport FdOwner, FdTable, fileobj_to_fd
-from evioloop._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
-from evioloop._timerheap cimport TimerEntry, heap_push, heap_pop, heapify
+from evioloop.core._fdtable cimport FdOwner, FdTable, fileobj_to_fd
+from evioloop.core._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
+from evioloop.core._timerheap cimport TimerEntry, heap_push, heap_pop, heapify
 
 import inspect
 import os

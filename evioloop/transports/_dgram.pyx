@@ -17,9 +17,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.object cimport PyObject
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from evioloop._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
-from evioloop._sockutil cimport EWOULDBLOCK, os_error
+from evioloop.transports._sockutil cimport EWOULDBLOCK, os_error
 
 import collections
 import socket

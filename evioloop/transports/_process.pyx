@@ -23,7 +23,7 @@ in several threads each run their own children.
 from posix.unistd cimport close as close_fd
 from libc.stdint cimport uint32_t
 
-from evioloop._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ
 
 import contextvars

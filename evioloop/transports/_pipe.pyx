@@ -37,10 +37,10 @@ from posix.unistd cimport read as c_read, write as c_write
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from evioloop._core cimport CoreLoop
-from evioloop._flow cimport FlowConn
-from evioloop._outq cimport outq_push, outq_clear, outq_consume, outq_write
-from evioloop._sockutil cimport EWOULDBLOCK, os_error
+from evioloop.core._core cimport CoreLoop
+from evioloop.transports._flow cimport FlowConn
+from evioloop.transports._outq cimport outq_push, outq_clear, outq_consume, outq_write
+from evioloop.transports._sockutil cimport EWOULDBLOCK, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
 import fcntl as _fcntl
@@ -53,7 +53,7 @@ from asyncio import futures as _futures
 from asyncio import transports as _transports
 import warnings
 
-from evioloop._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
+from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1

@@ -28,10 +28,10 @@ from posix.unistd cimport close as close_fd
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_WRITABLE, PyBUF_SIMPLE
 
-from evioloop._core cimport CoreLoop
-from evioloop._flow cimport FlowConn
-from evioloop._outq cimport outq_push, outq_clear, outq_send
-from evioloop._sockutil cimport EWOULDBLOCK, evs_recv, evs_send, evs_nodelay, os_error
+from evioloop.core._core cimport CoreLoop
+from evioloop.transports._flow cimport FlowConn
+from evioloop.transports._outq cimport outq_push, outq_clear, outq_send
+from evioloop.transports._sockutil cimport EWOULDBLOCK, evs_recv, evs_send, evs_nodelay, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 
 import inspect
@@ -43,7 +43,7 @@ from asyncio import protocols as _protocols
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
-from evioloop._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
+from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1

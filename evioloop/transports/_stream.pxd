@@ -1,6 +1,6 @@
 # Layer 3: what other layers may build on. The Events API's listener
 # (events/_conn.pyx) is a Listener that opens its own kind of connection.
-from evioloop._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop, FdOwner
 
 
 cdef class Listener(FdOwner):

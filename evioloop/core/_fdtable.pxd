@@ -1,6 +1,6 @@
 # Layer 2, lower half: the fd table and its dispatch (split out of _core.pyx,
 # whose CoreLoop adds the ready queue, the timers and the run loop on top).
-# Other modules cimport FdOwner from evioloop._core, which re-exports it.
+# Other modules cimport FdOwner from evioloop.core._core, which re-exports it.
 from libc.stdint cimport uint32_t, uint64_t
 
 from evioloop._poller cimport Poller

@@ -13,16 +13,16 @@ side's names are re-exported here.
 from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM
 from posix.unistd cimport close as close_fd
 
-from evioloop._core cimport CoreLoop
-from evioloop._streamconn cimport StreamConn
-from evioloop._sockutil cimport (
+from evioloop.core._core cimport CoreLoop
+from evioloop.transports._streamconn cimport StreamConn
+from evioloop.transports._sockutil cimport (
     EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, os_error, peer_address)
 from evioloop._poller cimport EVP_READ
 
 from asyncio import constants as _constants
 from asyncio import trsock as _trsock
 
-from evioloop import _streamconn
+from evioloop.transports import _streamconn
 
 cdef extern from "Python.h":
     int PyContext_Enter(object ctx) except -1

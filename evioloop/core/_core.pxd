@@ -3,11 +3,11 @@ from libc.stdint cimport uint32_t, uint64_t
 from cpython.object cimport PyObject
 
 from evioloop._poller cimport Poller, EVP_READ, EVP_WRITE
-from evioloop._handles cimport Handle, TimerHandle
-from evioloop._timerheap cimport TimerEntry
+from evioloop.core._handles cimport Handle, TimerHandle
+from evioloop.core._timerheap cimport TimerEntry
 # the fd table is its own module; FdOwner is cimported from here by the
 # transports, as before the split
-from evioloop._fdtable cimport FdOwner, FdTable
+from evioloop.core._fdtable cimport FdOwner, FdTable
 
 
 cdef class FdWatch(FdOwner):

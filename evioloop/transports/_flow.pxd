@@ -3,8 +3,8 @@
 # asyncio's write flow control, the close once the output is flushed, the
 # fatal error and connection_lost. StreamConn (_streamconn.pyx) and the pipe
 # ends (_pipe.pyx) derive from it.
-from evioloop._core cimport CoreLoop, FdOwner
-from evioloop._outq cimport OutQueue
+from evioloop.core._core cimport CoreLoop, FdOwner
+from evioloop.transports._outq cimport OutQueue
 
 
 cdef class FlowConn(FdOwner):

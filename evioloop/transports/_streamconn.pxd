@@ -1,7 +1,7 @@
 # Layer 3: a stream connection's owner (_streamconn.pyx), declared for the
 # listening side (_stream.pyx), which makes them for accepted sockets.
-from evioloop._core cimport CoreLoop
-from evioloop._flow cimport FlowConn
+from evioloop.core._core cimport CoreLoop
+from evioloop.transports._flow cimport FlowConn
 
 
 cdef class StreamConn(FlowConn):

@@ -16,7 +16,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from posix.uio cimport iovec, writev
 from posix.unistd cimport write as c_write
 
-from evioloop._sockutil cimport evs_send, evs_sendv
+from evioloop.transports._sockutil cimport evs_send, evs_sendv
 
 cdef enum:
     OUTQ_MAX_IOV = 64

@@ -53,9 +53,11 @@ def meta(argv, rounds, loops, start_load):
         'python': f'{sys.version.split()[0]} ({sys.executable})',
         'loops': loops,
         'loadavg_start': start_load, 'loadavg_end': loadavg(),
-        'shared_note': ('The machine was shared with other work (other engineers building '
-                        'and testing) during the run, as the load average shows: compare '
-                        'ratios within this report, not numbers across reports.'),
+        # a statement of what may be, not a claim about this run: the load
+        # averages above are the measurement
+        'shared_note': ('The machine is shared and other work may run beside a benchmark; '
+                        'the load averages show how busy it was: compare ratios within '
+                        'this report, not numbers across reports.'),
     }
 
 

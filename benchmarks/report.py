@@ -171,8 +171,8 @@ def _header(meta):
              f'- **Python:** {meta.get("python", "?")}',
              f'- **Load average** (1, 5, 15 min) at the start: {meta.get("loadavg_start", "?")};'
              f' at the end: {meta.get("loadavg_end", "?")}. '
-             + meta.get('shared_note', 'The machine was shared with other work during the '
-                        'run: compare ratios within this report, not numbers across reports.'),
+             + meta.get('shared_note', 'The machine may be shared with other work: compare '
+                        'ratios within this report, not numbers across reports.'),
              '', '| loop | version | path |', '| --- | --- | --- |']
     for name, info in meta.get('loops', {}).items():
         if info:

@@ -419,3 +419,38 @@ def run_in_fork(child_main, timeout=20.0):
         os.close(r)
         _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), b''.join(chunks).decode()
+
+
+class Ticker:
+    """Self-rescheduling callbacks; `count` is the iteration number.
+
+    Several chains run, so that the ready queue is never empty; the first
+    one counts (each chain runs exactly once per iteration).
+    """
+
+    def __init__(self, loop, chains=3):
+        self.loop = loop
+        self.count = 0
+        self.running = True
+        for i in range(chains):
+            loop.call_soon(self.tick, i == 0)
+
+    def tick(self, counts):
+        if counts:
+            self.count += 1
+        if self.running:
+            self.loop.call_soon(self.tick, counts)
+
+
+async def drain_datagrams(sock, n, timeout=10.0):
+    """Read n datagrams from a plain non-blocking socket, yielding to the loop."""
+    got = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while len(got) < n:
+        assert loop.time() < end, f'{len(got)} of {n} datagrams'
+        try:
+            got.append(sock.recv(1 << 18))
+        except BlockingIOError:
+            await asyncio.sleep(0.001)
+    return got

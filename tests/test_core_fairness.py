@@ -15,26 +15,7 @@ import pytest
 
 import evioloop
 from evioloop.events import Events, listen
-
-
-class Ticker:
-    """Self-rescheduling callbacks; `count` is the iteration number.
-
-    Several chains run, so the ready queue is never empty; the first counts.
-    """
-
-    def __init__(self, loop, chains=5):
-        self.loop = loop
-        self.count = 0
-        self.running = True
-        for i in range(chains):
-            loop.call_soon(self.tick, i == 0)
-
-    def tick(self, counts):
-        if counts:
-            self.count += 1
-        if self.running:
-            self.loop.call_soon(self.tick, counts)
+from net_helpers import Ticker
 
 
 ROUNDS = 30
@@ -43,7 +24,7 @@ ROUNDS = 30
 def test_add_reader_runs_in_the_next_iteration(loop):
     a, b = socket.socketpair()
     lags = []
-    tick = Ticker(loop)
+    tick = Ticker(loop, chains=5)
 
     def on_readable():
         lags.append(tick.count - sent_at[0])
@@ -86,7 +67,7 @@ def test_data_received_runs_in_the_next_iteration(loop):
     a, b = socket.socketpair()
 
     async def main():
-        tick = Ticker(loop)
+        tick = Ticker(loop, chains=5)
         done = loop.create_future()
         _, proto = await loop.connect_accepted_socket(lambda: Counting(tick, done), a)
         for _ in range(ROUNDS):
@@ -126,7 +107,7 @@ def test_events_data_runs_in_the_next_iteration(factory):
         c = socket.create_connection((host, port))
         while server.count_connections() == 0:
             await asyncio.sleep(0.001)
-        tick = Ticker(lp)
+        tick = Ticker(lp, chains=5)
         for i in range(ROUNDS):
             sent_at[0] = tick.count
             c.send(b'x')

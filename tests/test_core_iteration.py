@@ -23,30 +23,9 @@ import time
 
 import pytest
 
-from net_helpers import LOOPS
+from net_helpers import LOOPS, Ticker
 
 ROUNDS = 30
-
-
-class Ticker:
-    """Self-rescheduling callbacks; `count` is the iteration number.
-
-    Several chains run, so that the ready queue is never empty; the first
-    one counts (each chain runs exactly once per iteration).
-    """
-
-    def __init__(self, loop, chains=3):
-        self.loop = loop
-        self.count = 0
-        self.running = True
-        for i in range(chains):
-            loop.call_soon(self.tick, i == 0)
-
-    def tick(self, counts):
-        if counts:
-            self.count += 1
-        if self.running:
-            self.loop.call_soon(self.tick, counts)
 
 
 class Lags:

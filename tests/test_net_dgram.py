@@ -19,7 +19,8 @@ import tempfile
 
 import pytest
 
-from net_helpers import has_ipv6_loopback, loop_errors, run, spin, until
+from net_helpers import (drain_datagrams as drain, has_ipv6_loopback, loop_errors, run,
+                         spin, until)
 
 VAR = contextvars.ContextVar('VAR', default='unset')
 KINDS = ('stock', 'evioloop')
@@ -85,20 +86,6 @@ def unix_pair(d, sndbuf=None):
         send.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     send.bind(spath)
     return recv, send, rpath
-
-
-async def drain(sock, n, timeout=10):
-    """Read n datagrams from a plain non-blocking socket, yielding to the loop."""
-    got = []
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while len(got) < n:
-        assert loop.time() < end, f'{len(got)} of {n} datagrams'
-        try:
-            got.append(sock.recv(1 << 18))
-        except BlockingIOError:
-            await asyncio.sleep(0.001)
-    return got
 
 
 # ---------------------------------------------------------------- reading

@@ -18,7 +18,7 @@ import tempfile
 import pytest
 
 from evioloop.transports import _dgram
-from net_helpers import LOOPS
+from net_helpers import LOOPS, drain_datagrams as drain
 
 # distinct sizes, so that a sum and a counter of lengths tell themselves apart
 SIZES = [1000 + 7 * i for i in range(60)]
@@ -35,19 +35,6 @@ class Quiet(asyncio.DatagramProtocol):
     def connection_lost(self, exc):
         if not self.lost.done():
             self.lost.set_result(exc)
-
-
-async def drain(sock, n, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    got = []
-    end = loop.time() + timeout
-    while len(got) < n:
-        assert loop.time() < end, f'{len(got)} of {n} datagrams'
-        try:
-            got.append(sock.recv(1 << 16))
-        except BlockingIOError:
-            await asyncio.sleep(0.001)
-    return got
 
 
 def scenario(kind, finish):

@@ -19,8 +19,7 @@ import tempfile
 
 import pytest
 
-from net_helpers import (drain_datagrams as drain, has_ipv6_loopback, loop_errors, run,
-                         spin, until)
+from net_helpers import drain_datagrams, has_ipv6_loopback, loop_errors, run, spin, until
 
 VAR = contextvars.ContextVar('VAR', default='unset')
 KINDS = ('stock', 'evioloop')
@@ -549,7 +548,7 @@ def _queue_scenario(action, high=None):
             state = (t.is_closing(), p.lost.done(), t.get_write_buffer_size())
             rtr = repr(t)
             n = len(sent) if action != 'abort' else len(sent) - queued
-            got = await drain(recv, n)
+            got = await drain_datagrams(recv, n)
             if action != 'none':
                 await p.lost
             else:
@@ -557,7 +556,7 @@ def _queue_scenario(action, high=None):
                 t.close()
                 await p.lost
             await spin(5)
-            extra = await drain(recv, 0)
+            extra = await drain_datagrams(recv, 0)
             try:
                 recv.recv(1 << 18)
                 leftover = True

@@ -18,7 +18,7 @@ import tempfile
 import pytest
 
 from evioloop.transports import _dgram
-from net_helpers import LOOPS, drain_datagrams as drain
+from net_helpers import LOOPS, drain_datagrams
 
 # distinct sizes, so that a sum and a counter of lengths tell themselves apart
 SIZES = [1000 + 7 * i for i in range(60)]
@@ -63,7 +63,7 @@ def scenario(kind, finish):
                 sizes.append(t.get_write_buffer_size())
             direct = sizes.index(next(s for s in sizes if s)) if any(sizes) else len(sizes)
             if finish == 'drain':
-                got = await drain(recv, len(SIZES))
+                got = await drain_datagrams(recv, len(SIZES))
                 assert [len(g) for g in got] == SIZES       # all of them, in order
             else:
                 t.abort()
@@ -130,9 +130,9 @@ def empty_datagram(kind):
                 Quiet, remote_addr=recv.getsockname())
             t.sendto(b'')
             t.sendto(b'end')
-            got = await drain(recv, 1)
+            got = await drain_datagrams(recv, 1)
             if got == [b'']:
-                got += await drain(recv, 1)
+                got += await drain_datagrams(recv, 1)
             t.close()
             await p.lost
         finally:

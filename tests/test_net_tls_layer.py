@@ -162,6 +162,48 @@ def test_evioloop_runs_the_compiled_layer():
     assert run('evioloop', main()) == (expected, expected)
 
 
+@needs311
+def test_the_fields_in_c_are_the_stock_instance_attributes_and_start_equal():
+    # The compiled layer keeps the data path's state in C fields under the
+    # stock attribute names (ProtocolFields). That is only the same state if
+    # every such name is one the stock __init__ sets on the instance (a stock
+    # class attribute of that name would have another default), and if the
+    # stock code's writes reach the fields: right after construction each
+    # field must hold what the stock protocol's instance dict holds.
+    from asyncio import sslproto
+    from evioloop.transports import _tls
+    fields = sorted(n for n, v in vars(_tls.ProtocolFields).items()
+                    if type(v).__name__ == 'getset_descriptor' and n.startswith('_'))
+    assert '_state' in fields and '_write_backlog' in fields and len(fields) >= 20
+    stock_class_attrs = {n for c in sslproto.SSLProtocol.__mro__ for n in vars(c)}
+    assert stock_class_attrs.isdisjoint(fields)
+
+    def summary(value):
+        # a comparable form: the loop, BIOs and buffers are per-instance objects
+        if isinstance(value, (bool, int, type(None), str)) or hasattr(value, 'name'):
+            return value
+        if isinstance(value, (bytearray, memoryview)):
+            return type(value).__name__, len(value)
+        return type(value).__name__
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        app = App('a')
+        made = [cls(loop, app, cctx(), None, False, 'localhost')
+                for cls in (sslproto.SSLProtocol, _tls.SSLProtocol)]
+        stock, ours = made
+        assert all(n not in vars(ours) for n in fields)   # none went to the dict
+        for proto in made:
+            proto._app_transport._closed = True   # never connected: no unclosed warning
+        return ({n: summary(vars(stock)[n]) for n in fields if n in vars(stock)},
+                {n: summary(getattr(ours, n)) for n in fields if n in vars(stock)},
+                sorted(n for n in fields if n not in vars(stock)))
+    stock_values, our_values, unset = run('evioloop', main())
+    assert our_values == stock_values
+    # set only once the app protocol turns out to be buffered
+    assert unset == ['_app_protocol_buffer_updated', '_app_protocol_get_buffer']
+
+
 # -- bytes both ways
 
 @pytest.mark.parametrize('app', ['plain', 'buffered'])

@@ -14,6 +14,11 @@ nothing here touches OpenSSL.
 What the compiled data path does differently (none of it observable but
 the last point):
 
+* state: the attributes the data path reads (`_state`, the BIOs, the
+  backlog, the flow-control flags and marks, ...) are C fields of a base
+  class under the stock names (ProtocolFields), which the stock code reads
+  and writes as it would its instance dict;
+
 * read: the raw bytes the stream transport received land in the protocol's
   buffer (it is a BufferedProtocol) and go to the incoming BIO in one write;
   records are decrypted straight into the one bytes object handed to
@@ -76,12 +81,38 @@ cdef object c_sslobj(sslobj):
     return sslobj
 
 
-cdef object read_copied(self):
+cdef class ProtocolFields:
+    """The state the data path reads, as C fields under the stock names.
+
+    SSLProtocol derives from this class before the stock one, so its member
+    descriptors come first in the MRO: the stock code's `self._state = ...`
+    and the data path's `self._state` reach the same C field, and the data
+    path reads it without an attribute lookup (a dictionary lookup after a
+    type lookup for each name: the largest cost left on this path before).
+    Only instance attributes that the stock __init__ sets are fields; the
+    stock class attributes (max_size, the handshake and shutdown timeout
+    handles) stay where they are. Every field holds any object, as the
+    instance dict did.
+    """
+    cdef public object _state, _loop, _transport, _incoming, _outgoing
+    cdef public object _write_backlog, _write_buffer_size, _conn_lost
+    cdef public object _app_protocol, _app_protocol_is_buffer
+    cdef public object _app_protocol_get_buffer, _app_protocol_buffer_updated
+    cdef public object _app_reading_paused, _ssl_reading_paused
+    cdef public object _app_writing_paused, _ssl_writing_paused
+    cdef public object _incoming_high_water, _incoming_low_water
+    cdef public object _outgoing_high_water, _outgoing_low_water
+    cdef public object _ssl_buffer, _ssl_buffer_view
+    # c_sslobj(self._sslobj), set once the stock __init__ made it
+    cdef object sslobj
+
+
+cdef object read_copied(ProtocolFields self):
     """Decrypt what is available into one bytes object; (data, eof)."""
     cdef Py_ssize_t cap, offset = 0, count
     cdef PyObject *raw
     cdef bint eof = False
-    sslobj = self._tls_sslobj
+    sslobj = self.sslobj
     incoming = self._incoming
     # The plaintext waiting is at most the ciphertext in the incoming BIO,
     # plus what OpenSSL decrypted and did not hand out yet (pending()), plus
@@ -146,15 +177,15 @@ class _SSLProtocolTransport(_SSLProtocolTransport or object):
         if not data:
             return
         proto = self._ssl_protocol
-        if type(proto) is SSLProtocol:
-            write_one(proto, data)
+        if isinstance(proto, ProtocolFields):    # SSLProtocol: a C type check
+            write_one(<ProtocolFields>proto, data)
         else:
             proto._write_appdata((data,))
 
 
 # -- the data path, as C functions of the (Python) protocol object
 
-cdef int do_read(self) except -1:
+cdef int do_read(ProtocolFields self) except -1:
     # SSLProtocol._do_read
     state = self._state
     if state is not WRAPPED and state is not FLUSHING:
@@ -162,7 +193,7 @@ cdef int do_read(self) except -1:
     try:
         if not self._app_reading_paused:
             if self._app_protocol_is_buffer:
-                self._do_read__buffered()
+                read_buffered(self)
             else:
                 read_copied_step(self)
             if self._write_backlog:
@@ -182,7 +213,7 @@ cdef int do_read(self) except -1:
     return 0
 
 
-cdef int read_copied_step(self) except -1:
+cdef int read_copied_step(ProtocolFields self) except -1:
     # SSLProtocol._do_read__copied
     data, eof = read_copied(self)
     if len(data):
@@ -194,7 +225,7 @@ cdef int read_copied_step(self) except -1:
     return 0
 
 
-cdef int write_one(self, data) except -1:
+cdef int write_one(ProtocolFields self, data) except -1:
     # SSLProtocol._write_appdata((data,))
     cdef Py_ssize_t count, data_len
     state = self._state
@@ -217,7 +248,7 @@ cdef int write_one(self, data) except -1:
     # it and the buffer size as they are now, so skipping it is invisible.
     try:
         try:
-            count = self._tls_sslobj.write(data)
+            count = self.sslobj.write(data)
         except SSLAgainErrors:
             count = 0
         except BaseException:
@@ -235,11 +266,11 @@ cdef int write_one(self, data) except -1:
     return 0
 
 
-cdef int do_write(self) except -1:
+cdef int do_write(ProtocolFields self) except -1:
     # SSLProtocol._do_write
     cdef Py_ssize_t count, data_len
     backlog = self._write_backlog
-    sslobj = self._tls_sslobj
+    sslobj = self.sslobj
     try:
         while backlog:
             data = backlog[0]
@@ -257,7 +288,7 @@ cdef int do_write(self) except -1:
     return 0
 
 
-cdef int process_outgoing(self) except -1:
+cdef int process_outgoing(ProtocolFields self) except -1:
     # SSLProtocol._process_outgoing
     if not self._ssl_writing_paused:
         outgoing = self._outgoing
@@ -272,12 +303,78 @@ cdef int process_outgoing(self) except -1:
     return 0
 
 
-class SSLProtocol(_SSLProtocol or object):
+cdef object get_buffer(ProtocolFields self, n):
+    # SSLProtocol.get_buffer
+    want = n
+    if want <= 0 or want > self.max_size:
+        want = self.max_size
+    if len(self._ssl_buffer) < want:
+        self._ssl_buffer = bytearray(want)
+        self._ssl_buffer_view = memoryview(self._ssl_buffer)
+    return self._ssl_buffer_view
+
+
+cdef int buffer_updated(ProtocolFields self, Py_ssize_t nbytes) except -1:
+    # SSLProtocol.buffer_updated
+    self._incoming.write(self._ssl_buffer_view[:nbytes])
+    state = self._state
+    if state is WRAPPED:
+        do_read(self)
+    elif state is DO_HANDSHAKE:
+        self._do_handshake()
+    elif state is FLUSHING:
+        self._do_flush()
+    elif state is SHUTDOWN:
+        self._do_shutdown()
+    return 0
+
+
+cdef int read_buffered(ProtocolFields self) except -1:
+    # SSLProtocol._do_read__buffered
+    cdef Py_ssize_t offset = 0, count = 1, wants
+    sslobj = self.sslobj
+    incoming = self._incoming
+    buf = self._app_protocol_get_buffer(incoming.pending)
+    wants = len(buf)
+    try:
+        # a memoryview, so that reading at an offset fills `buf` itself
+        # (a bytearray's slice would be a copy)
+        view = memoryview(buf)
+        try:
+            count = sslobj.read(wants, view)
+            if count > 0:
+                offset = count
+                while offset < wants:
+                    if sslobj.pending() == 0 and incoming.pending == 0:
+                        break
+                    count = sslobj.read(wants - offset, view[offset:])
+                    if count > 0:
+                        offset += count
+                    else:
+                        break
+                else:
+                    # the app's buffer is full: the rest on the next step
+                    self._loop.call_soon(self._do_read)
+        finally:
+            # the app may resize its bytearray once it has its data
+            view.release()
+    except SSLAgainErrors:
+        pass
+    if offset > 0:
+        self._app_protocol_buffer_updated(offset)
+    if not count:
+        # close_notify
+        self._call_eof_received()
+        self._start_shutdown()
+    return 0
+
+
+class SSLProtocol(ProtocolFields, _SSLProtocol or object):
     """CPython's SSLProtocol with a compiled data path (see the module's doc)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._tls_sslobj = c_sslobj(self._sslobj)
+        (<ProtocolFields>self).sslobj = c_sslobj(self._sslobj)
 
     def _get_app_transport(self):
         if self._app_transport is None:
@@ -290,70 +387,21 @@ class SSLProtocol(_SSLProtocol or object):
     # -- the raw transport's side (BufferedProtocol)
 
     def get_buffer(self, n):
-        want = n
-        if want <= 0 or want > self.max_size:
-            want = self.max_size
-        if len(self._ssl_buffer) < want:
-            self._ssl_buffer = bytearray(want)
-            self._ssl_buffer_view = memoryview(self._ssl_buffer)
-        return self._ssl_buffer_view
+        return get_buffer(<ProtocolFields>self, n)
 
     def buffer_updated(self, nbytes):
-        self._incoming.write(self._ssl_buffer_view[:nbytes])
-        state = self._state
-        if state is WRAPPED:
-            do_read(self)
-        elif state is DO_HANDSHAKE:
-            self._do_handshake()
-        elif state is FLUSHING:
-            self._do_flush()
-        elif state is SHUTDOWN:
-            self._do_shutdown()
+        buffer_updated(<ProtocolFields>self, nbytes)
 
     # -- incoming flow
 
     def _do_read(self):
-        do_read(self)
+        do_read(<ProtocolFields>self)
 
     def _do_read__buffered(self):
-        cdef Py_ssize_t offset = 0, count = 1, wants
-        sslobj = self._tls_sslobj
-        incoming = self._incoming
-        buf = self._app_protocol_get_buffer(incoming.pending)
-        wants = len(buf)
-        try:
-            # a memoryview, so that reading at an offset fills `buf` itself
-            # (a bytearray's slice would be a copy)
-            view = memoryview(buf)
-            try:
-                count = sslobj.read(wants, view)
-                if count > 0:
-                    offset = count
-                    while offset < wants:
-                        if sslobj.pending() == 0 and incoming.pending == 0:
-                            break
-                        count = sslobj.read(wants - offset, view[offset:])
-                        if count > 0:
-                            offset += count
-                        else:
-                            break
-                    else:
-                        # the app's buffer is full: the rest on the next step
-                        self._loop.call_soon(self._do_read)
-            finally:
-                # the app may resize its bytearray once it has its data
-                view.release()
-        except SSLAgainErrors:
-            pass
-        if offset > 0:
-            self._app_protocol_buffer_updated(offset)
-        if not count:
-            # close_notify
-            self._call_eof_received()
-            self._start_shutdown()
+        read_buffered(<ProtocolFields>self)
 
     def _do_read__copied(self):
-        read_copied_step(self)
+        read_copied_step(<ProtocolFields>self)
 
     # -- outgoing flow
 
@@ -370,15 +418,15 @@ class SSLProtocol(_SSLProtocol or object):
             self._write_buffer_size += len(data)
         try:
             if self._state is WRAPPED:
-                do_write(self)
+                do_write(<ProtocolFields>self)
         except Exception as ex:
             self._fatal_error(ex, 'Fatal error on SSL protocol')
 
     def _do_write(self):
-        do_write(self)
+        do_write(<ProtocolFields>self)
 
     def _process_outgoing(self):
-        process_outgoing(self)
+        process_outgoing(<ProtocolFields>self)
 
 
 # what loop.py uses; None on 3.10 (the stock protocol, see the module's doc)

@@ -147,6 +147,13 @@ NEEDS = (
       for state in ('WRAPPED', 'FLUSHING', 'SHUTDOWN', 'UNWRAPPED', 'DO_HANDSHAKE')),
     _n('sslproto', 'SSLAgainErrors', versions=((3, 11), None),
        why='_tls: the errors that mean "not yet"'),
+    _n('base_events', 'BaseEventLoop.start_tls', versions=((3, 11), None),
+       only=('self', 'transport', 'protocol', 'sslcontext', 'server_side', 'server_hostname',
+             'ssl_handshake_timeout', 'ssl_shutdown_timeout'),
+       mentions=('_start_tls_compatible', 'call_connection_made', 'pause_reading',
+                 'set_protocol', 'connection_made', 'resume_reading', '_app_transport'),
+       why='Loop.start_tls repeats these steps with the compiled TLS protocol: '
+           'a stock change to them is a change to copy'),
 
     # -- the legacy policy (evioloop.EventLoopPolicy subclasses it)
     _n('unix_events', '_UnixDefaultEventLoopPolicy',
@@ -308,6 +315,9 @@ def _code_names(obj):
         names.update(code.co_names)
         # getattr(transport, '_sendfile_compatible', ...) names it as a constant
         names.update(c for c in code.co_consts if isinstance(c, str) and c.isidentifier())
+        # keyword arguments of a call: a tuple of their names
+        names.update(n for c in code.co_consts if isinstance(c, tuple)
+                     for n in c if isinstance(n, str) and n.isidentifier())
         codes.extend(c for c in code.co_consts if inspect.iscode(c))
     return names
 

@@ -145,6 +145,28 @@ def test_removed_name_fails_the_import_naming_it(group):
     assert f'({VERSION})' in text and '3.10-3.13' in text
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11),
+                    reason='3.10 keeps the stock start_tls (no compiled TLS protocol)')
+def test_start_tls_steps_are_checked_down_to_keyword_names():
+    # Loop.start_tls repeats the stock steps; a stock start_tls that no longer
+    # passes call_connection_made= (a keyword: seen only in the call's tuple
+    # of keyword names) is a change the override must follow.
+    kind, text = _import_after('''
+        async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                            server_hostname=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None):
+            transport._start_tls_compatible
+            transport.pause_reading()
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            transport.resume_reading()
+            return protocol._app_transport
+        base_events.BaseEventLoop.start_tls = start_tls
+    ''')
+    assert kind == 'ImportError', text
+    assert 'BaseEventLoop.start_tls (no longer uses call_connection_made)' in text
+
+
 def test_every_missing_name_is_named_at_once():
     kind, text = _import_after('''
         del futures._set_result_unless_cancelled

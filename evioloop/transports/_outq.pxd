@@ -85,39 +85,63 @@ cdef inline void outq_consume(OutQueue *q, Py_ssize_t n):
     q.sent = n
 
 
-cdef inline Py_ssize_t outq_write(OutQueue *q, int fd, bint is_socket):
-    """One syscall for the queue's head, up to OUTQ_MAX_IOV chunks: send/sendmsg
-    on a socket (no SIGPIPE), write/writev on a pipe; what went out is consumed.
-    Returns the bytes written, or -1 with errno set."""
+cdef inline Py_ssize_t outq_write_once(OutQueue *q, int fd, bint is_socket,
+                                       Py_ssize_t *offered_out):
+    """One syscall for the queue's head, up to OUTQ_MAX_IOV chunks; sets
+    *offered_out to the bytes it offered."""
     cdef iovec iov[OUTQ_MAX_IOV]
-    cdef Py_ssize_t n, nchunks, i
+    cdef Py_ssize_t n, nchunks, i, offered
     cdef PyObject *chunk
     nchunks = q.len
     if nchunks == 1:
         chunk = q.chunks[0]
+        offered = PyBytes_GET_SIZE(<object>chunk) - q.sent
         if is_socket:
-            n = evs_send(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
-                         PyBytes_GET_SIZE(<object>chunk) - q.sent)
+            n = evs_send(fd, PyBytes_AS_STRING(<object>chunk) + q.sent, offered)
         else:
-            n = c_write(fd, PyBytes_AS_STRING(<object>chunk) + q.sent,
-                        PyBytes_GET_SIZE(<object>chunk) - q.sent)
+            n = c_write(fd, PyBytes_AS_STRING(<object>chunk) + q.sent, offered)
     else:
         if nchunks > OUTQ_MAX_IOV:
             nchunks = OUTQ_MAX_IOV
+        offered = 0
         for i in range(nchunks):
             chunk = q.chunks[i]
             iov[i].iov_base = PyBytes_AS_STRING(<object>chunk)
             iov[i].iov_len = PyBytes_GET_SIZE(<object>chunk)
+            offered += <Py_ssize_t>iov[i].iov_len
         iov[0].iov_base = <char *>iov[0].iov_base + q.sent
         iov[0].iov_len -= q.sent
+        offered -= q.sent
         if is_socket:
             n = evs_sendv(fd, iov, <int>nchunks)
         else:
             n = writev(fd, iov, <int>nchunks)
+    offered_out[0] = offered
     if n < 0:
         return -1
     outq_consume(q, n)
     return n
+
+
+cdef inline Py_ssize_t outq_write(OutQueue *q, int fd, bint is_socket):
+    """Hand the queue to the kernel until it takes less than it was offered:
+    send/sendmsg on a socket (no SIGPIPE), write/writev on a pipe, up to
+    OUTQ_MAX_IOV chunks per syscall; what went out is consumed. Returns the
+    bytes written, or -1 with errno set if the first syscall failed.
+
+    Several syscalls where the queue has more chunks than one takes: the
+    stock transports send every write at once, so the kernel, not the
+    number of chunks, must decide what stays queued (what stays counts
+    toward pause_writing)."""
+    cdef Py_ssize_t n, offered, total = 0
+    while q.len:
+        n = outq_write_once(q, fd, is_socket, &offered)
+        if n < 0:
+            return -1 if total == 0 else total
+        total += n
+        if n < offered:
+            break                   # the kernel is full
+    return total
 
 
 cdef inline Py_ssize_t outq_send(OutQueue *q, int fd):

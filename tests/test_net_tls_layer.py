@@ -13,6 +13,7 @@ import gc
 import hashlib
 import logging
 import os
+import re
 import socket
 import ssl
 import sys
@@ -28,13 +29,13 @@ CA = test_utils.SIGNING_CA
 
 _stock = {}
 
-# Python 3.10's SSLProtocol (the older _SSLPipe design, which both loops run
-# there: evioloop has no compiled layer on 3.10) differs in what these check:
-# no eof_received before connection_lost, no 'SSL connection is closed'
-# warning, no app-side pause_reading, start_tls over TLS unsupported, another
-# transport class. Their scenarios are 3.11+ behaviour.
-needs311 = pytest.mark.skipif(sys.version_info < (3, 11),
-                              reason="3.10's _SSLPipe SSLProtocol behaves otherwise")
+# Python 3.10's SSLProtocol is the older _SSLPipe design, and both loops run
+# it there (evioloop has no compiled layer on 3.10): the scenarios still
+# compare evioloop's stream transport under it with the stock loop, but what
+# some of them assert beyond that is 3.11+ behaviour (eof_received before
+# connection_lost, the 'SSL connection is closed' warning, the app-side
+# is_reading after close, start_tls over TLS, the transport's class name).
+ON_311 = sys.version_info >= (3, 11)
 
 
 @pytest.fixture(params=LOOP_KINDS)
@@ -162,7 +163,7 @@ def test_evioloop_runs_the_compiled_layer():
     assert run('evioloop', main()) == (expected, expected)
 
 
-@needs311
+@pytest.mark.skipif(not ON_311, reason='no compiled TLS layer on 3.10')
 def test_the_fields_in_c_are_the_stock_instance_attributes_and_start_equal():
     # The compiled layer keeps the data path's state in C fields under the
     # stock attribute names (ProtocolFields). That is only the same state if
@@ -269,7 +270,6 @@ def test_buffered_app_with_a_bytearray_buffer(kind):
     assert run(kind, main()) == sha(payload)
 
 
-@needs311
 def test_many_writes_in_one_callback_and_before_peer_handshake_ends(kind):
     # The client writes 2000 pieces (and a writelines) from connection_made,
     # which on TLS 1.3 runs before the server has finished its handshake; it
@@ -297,10 +297,10 @@ def test_many_writes_in_one_callback_and_before_peer_handshake_ends(kind):
         return main()
     got = same_as_stock(kind, 'many-writes', make)
     assert got[0] == sha(b''.join(pieces) + b'tail-bytearray-view')
-    assert got[1][-2:] == [('s', 'eof'), ('s', 'lost', None)]
+    if ON_311:
+        assert got[1][-2:] == [('s', 'eof'), ('s', 'lost', None)]
 
 
-@needs311
 def test_close_with_pending_data_delivers_all_before_eof(kind):
     # 3 MiB written and close() at once: the shutdown waits for the data
     payload = pattern(3 * 1024 * 1024, seed=7)
@@ -323,7 +323,8 @@ def test_close_with_pending_data_delivers_all_before_eof(kind):
         return main()
     got = same_as_stock(kind, 'close-pending', make)
     assert got[0] == sha(payload)
-    assert got[1][-2:] == [('s', 'eof'), ('s', 'lost', None)]
+    if ON_311:
+        assert got[1][-2:] == [('s', 'eof'), ('s', 'lost', None)]
 
 
 def test_abort_and_writes_after_close(kind, caplog):
@@ -351,7 +352,6 @@ def test_abort_and_writes_after_close(kind, caplog):
     assert got[0][-1] == ('c', 'lost', None)
 
 
-@needs311
 def test_writes_after_close_warn_as_stock(kind, caplog):
     def make():
         async def main():
@@ -368,7 +368,8 @@ def test_writes_after_close_warn_as_stock(kind, caplog):
         return main()
     with caplog.at_level(logging.WARNING, logger='asyncio'):
         got = same_as_stock(kind, 'late-writes', make)
-    assert got and set(got) == {'SSL connection is closed'}
+    assert set(got) == ({'SSL connection is closed'} if ON_311 else set())
+    assert len(got) == (3 if ON_311 else 0)    # the 6th to 8th late writes
 
 
 # -- the peer misbehaving
@@ -410,13 +411,14 @@ async def until_bytes(sides, n):
         await asyncio.sleep(0.005)
 
 
-@needs311
 @pytest.mark.parametrize('how', ['close_notify', 'reset', 'garbage'])
 def test_peer_close_reset_garbage(kind, how):
     got = same_as_stock(kind, ('peer', how), lambda: peer_scenario(how),
                         allow_loop_errors=True)
     if how == 'close_notify':
-        assert got[0][-2:] == [('c', 'eof'), ('c', 'lost', None)] and got[1] == b'bye'
+        assert got[1] == b'bye'
+        if ON_311:
+            assert got[0][-2:] == [('c', 'eof'), ('c', 'lost', None)]
     elif how == 'reset':
         assert got[2] == 'ConnectionResetError'
     else:
@@ -524,7 +526,6 @@ def test_sni_callback_sees_server_hostname(kind):
 
 # -- start_tls
 
-@needs311
 def test_start_tls_both_sides_and_tls_in_tls(kind):
     # A plain connection upgraded on both sides (loop.start_tls, server_side
     # on one end); then, on the TLS transports, a second TLS layer: start_tls
@@ -550,9 +551,13 @@ def test_start_tls_both_sides_and_tls_in_tls(kind):
                     outer_c.get_extra_info('peercert')['subject'])
             outer_c.write(payload)
             await srv.wait_bytes(len(payload))
-            inner_s, inner_c = await asyncio.gather(
-                loop.start_tls(outer_s, srv, sctx(), server_side=True),
-                loop.start_tls(outer_c, client, cctx(), server_hostname='localhost'))
+            if ON_311:
+                inner_s, inner_c = await asyncio.gather(
+                    loop.start_tls(outer_s, srv, sctx(), server_side=True),
+                    loop.start_tls(outer_c, client, cctx(), server_hostname='localhost'))
+            else:
+                # 3.10's TLS transport refuses start_tls: one layer only
+                inner_s, inner_c = outer_s, outer_c
             layers = [type(t._ssl_protocol).__module__ for t in (outer_c, inner_c)]
             inner_c.write(b'inner')
             await srv.wait_bytes(len(payload) + 5)
@@ -578,7 +583,6 @@ def test_start_tls_both_sides_and_tls_in_tls(kind):
 
 # -- flow control
 
-@needs311
 def test_pause_resume_reading(kind):
     # The client pauses its app transport: nothing more reaches the app
     # until it resumes; then every byte does.
@@ -601,7 +605,11 @@ def test_pause_resume_reading(kind):
             tr.close()
             await client.done
             await shut(server)
-            return paused, during, sha(got), tr.is_reading()
+            try:
+                after_close = tr.is_reading()
+            except RuntimeError as exc:     # 3.10, once the TLS protocol let go
+                after_close = str(exc)
+            return paused, during, sha(got), after_close
         return main()
     got = same_as_stock(kind, 'pause-reading', make)
     assert got[0] is False and got[1] == 0 and got[2] == sha(payload)
@@ -715,7 +723,6 @@ def test_extra_info_and_contextvars(kind):
     assert ('ctx made', 'client') in clog
 
 
-@needs311
 def test_unclosed_transport_resource_warning(kind):
     def make():
         async def main():
@@ -729,9 +736,11 @@ def test_unclosed_transport_resource_warning(kind):
             await client.done
             await shut(server)
             gc.collect()
-            return [(w.category.__name__, str(w.message)) for w in caught], closing
+            # 3.10's message has the repr, with the object's address
+            return [(w.category.__name__, re.sub(r' at 0x[0-9a-f]+', '', str(w.message)))
+                    for w in caught], closing
         return main()
     got = same_as_stock(kind, 'resource-warning', make)
-    assert got[0] == [('ResourceWarning',
-                       'unclosed transport <asyncio._SSLProtocolTransport object>')]
+    name = 'asyncio._SSLProtocolTransport' if ON_311 else 'asyncio.sslproto._SSLProtocolTransport'
+    assert got[0] == [('ResourceWarning', f'unclosed transport <{name} object>')]
 

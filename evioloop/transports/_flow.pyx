@@ -259,6 +259,13 @@ class ReadFlowTransport:
     def resume_reading(self):
         (<FlowConn>self._conn).resume_reading()
 
+    @property
+    def _paused(self):
+        # the stock transports' flag (pause_reading() called, not resumed yet):
+        # Python 3.10's SSLProtocol reads it on the transport under it, after a
+        # short TLS write, to resume reading
+        return (<FlowConn>self._conn).paused
+
 
 class WriteFlowTransport:
     """A write transport's flow control, kept by its FlowConn."""

@@ -30,6 +30,7 @@ from evioloop._poller cimport evp_monotonic, EVP_READ, EVP_WRITE
 from evioloop.core._fdtable cimport FdOwner, FdTable, fileobj_to_fd
 from evioloop.core._handles cimport Handle, TimerHandle, release_callback, set_timer_cancel_hook
 from evioloop.core._timerheap cimport TimerEntry, heap_push, heap_pop, heapify
+from evioloop.core._context cimport PyContext_CopyCurrent
 
 import inspect
 import os
@@ -43,7 +44,6 @@ from asyncio import futures as _futures
 from asyncio import tasks as _tasks
 
 cdef extern from "Python.h":
-    object PyContext_CopyCurrent()
     # the collector's slots, typed as CPython declares them (Cython's own
     # declarations add exception checks that a tp_traverse must not have)
     ctypedef int (*c_visitproc "visitproc")(PyObject *, void *) noexcept

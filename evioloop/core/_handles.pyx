@@ -5,16 +5,13 @@ The core (`_core.pyx`) creates them without running __init__ (`new_handle`,
 `new_timer`), queues them, and runs them through `_run`.
 """
 cimport cython
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 import inspect
 import sys
 
 from asyncio import format_helpers as _format_helpers
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 cdef object _extract_stack = _format_helpers.extract_stack
 cdef object _format_callback_source = _format_helpers._format_callback_source

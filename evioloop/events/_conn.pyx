@@ -34,6 +34,7 @@ from evioloop.transports._sockutil cimport (
 from evioloop.transports._stream cimport Listener
 from evioloop.events._server cimport (ServerCore, PacketView, NONE, DETACH, CLOSE,
                                       SHUTDOWN, action_of, check_out, data_result)
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit
 
 import collections
 import socket
@@ -44,10 +45,6 @@ from .api import Action, Options, DEFAULT_OPTIONS
 cdef extern from "sys/socket.h" nogil:
     int getsockname(int fd, sockaddr *addr, socklen_t *len)
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6

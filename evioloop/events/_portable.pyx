@@ -13,14 +13,11 @@ from libc.stdint cimport uint64_t
 
 from evioloop.events._conn cimport (Conn, OPEN, CLOSING, DETACHING, CLOSED)
 from evioloop.events._server cimport ServerCore, CLOSE
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 import os
 import socket
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 cdef double COMPLETION_POLL = 0.005     # seconds; see _poll_completions
 

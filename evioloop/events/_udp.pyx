@@ -17,12 +17,10 @@ from evioloop.transports._sockutil cimport (
     EWOULDBLOCK, socklen_t, sockaddr_storage, evs_recvfrom, evs_sendto, os_error, peer_address)
 from evioloop.events._server cimport (ServerCore, SHUTDOWN, UDP_QUEUE_MAX, check_out,
                                       data_result)
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit
 
 import collections
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
 
 cdef enum:
     UDP_BATCH = 64          # datagrams read per wake-up

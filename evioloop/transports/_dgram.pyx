@@ -20,6 +20,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop.transports._sockutil cimport EWOULDBLOCK, os_error
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 import collections
 import socket
@@ -35,9 +36,6 @@ from asyncio import trsock as _trsock
 cdef extern from "Python.h":
     object PyObject_VectorcallMethod(object name, PyObject **args, size_t nargsf,
                                      PyObject *kwnames)
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
     object PyUnicode_DecodeFSDefault(const char *s)
 
 cdef extern from "dgramio.h" nogil:

@@ -16,14 +16,12 @@ Python face of the same state, mixed into the asyncio transport classes the
 protocols see.
 """
 from evioloop.transports._outq cimport outq_clear, outq_free
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit
 
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import futures as _futures
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
 
 cdef object logger = _base_events.logger
 cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled

@@ -42,6 +42,7 @@ from evioloop.transports._flow cimport FlowConn
 from evioloop.transports._outq cimport outq_push, outq_clear, outq_consume, outq_write
 from evioloop.transports._sockutil cimport EWOULDBLOCK, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 import fcntl as _fcntl
 import os
@@ -55,10 +56,6 @@ import warnings
 
 from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
 cdef object logger = _base_events.logger

@@ -25,6 +25,7 @@ from libc.stdint cimport uint32_t
 
 from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop._poller cimport EVP_READ
+from evioloop.core._context cimport PyContext_CopyCurrent
 
 import contextvars
 import os
@@ -43,9 +44,6 @@ cdef bint EXIT_TWO_STEPS = sys.version_info < (3, 11)
 # from 3.12 the pidfd one, whose reader is added (a copy of the context) in
 # subprocess_exec's own; before, a thread's, which starts with an empty one.
 cdef bint EXIT_IN_CALLER_CONTEXT = sys.version_info >= (3, 12)
-
-cdef extern from "Python.h":
-    object PyContext_CopyCurrent()
 
 
 cdef object exit_context():

@@ -18,16 +18,13 @@ from evioloop.transports._streamconn cimport StreamConn
 from evioloop.transports._sockutil cimport (
     EWOULDBLOCK, ECONNABORTED, socklen_t, sockaddr_storage, evs_accept, os_error, peer_address)
 from evioloop._poller cimport EVP_READ
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 from asyncio import constants as _constants
 from asyncio import trsock as _trsock
 
 from evioloop.transports import _streamconn
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 cdef object TransportSocket = _trsock.TransportSocket
 cdef double ACCEPT_RETRY_DELAY = _constants.ACCEPT_RETRY_DELAY

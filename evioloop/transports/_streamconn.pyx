@@ -33,6 +33,7 @@ from evioloop.transports._flow cimport FlowConn
 from evioloop.transports._outq cimport outq_push, outq_clear, outq_send
 from evioloop.transports._sockutil cimport EWOULDBLOCK, evs_recv, evs_send, evs_nodelay, os_error
 from evioloop._poller cimport EVP_READ, EVP_WRITE
+from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
 
 import inspect
 import socket
@@ -45,10 +46,6 @@ from asyncio import trsock as _trsock
 
 from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
-cdef extern from "Python.h":
-    int PyContext_Enter(object ctx) except -1
-    int PyContext_Exit(object ctx) except -1
-    object PyContext_CopyCurrent()
 
 # a bytearray/memoryview write this large, with nothing queued, is sent from
 # the caller's memory instead of being copied into the queue

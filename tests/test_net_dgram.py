@@ -687,6 +687,31 @@ def test_extra_info_repr_and_fd_table():
     assert same_on_both(main)[1:] == (True, 1, 'RuntimeError', True, True, False, True)
 
 
+def test_write_buffer_limits_and_the_marks_stock_code_reads():
+    # set_write_buffer_limits' checks and defaults, and the _FlowControlMixin
+    # attributes the stock transport has (_high_water, _low_water,
+    # _protocol_paused), before and after new limits
+    async def main():
+        loop = asyncio.get_running_loop()
+        t, p = await loop.create_datagram_endpoint(Rec, local_addr=('127.0.0.1', 0))
+        got = [(t._high_water, t._low_water, t._protocol_paused, t.get_write_buffer_limits())]
+        for high, low in ((1000, 10), (None, 40), (4000, None), (0, 0)):
+            t.set_write_buffer_limits(high=high, low=low)
+            got.append((t._high_water, t._low_water, t._protocol_paused,
+                        t.get_write_buffer_limits()))
+        try:
+            t.set_write_buffer_limits(high=5, low=10)
+        except ValueError as exc:
+            got.append(str(exc))
+        t.close()
+        await p.lost
+        return got
+
+    got = same_on_both(main)
+    assert got[0] == (65536, 16384, False, (16384, 65536))
+    assert got[-1] == 'high (5) must be >= low (10) must be >= 0'
+
+
 def test_unclosed_transport_warns_and_closes_its_socket():
     async def main():
         loop = asyncio.get_running_loop()

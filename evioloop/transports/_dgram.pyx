@@ -17,7 +17,8 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.object cimport PyObject
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 
-from evioloop.core._core cimport CoreLoop, FdOwner
+from evioloop.core._core cimport CoreLoop
+from evioloop.transports._flow cimport FlowConn
 from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop.transports._sockutil cimport EWOULDBLOCK, os_error
 from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_CopyCurrent
@@ -27,11 +28,11 @@ import socket
 import sys
 import warnings
 from asyncio import base_events as _base_events
-from asyncio import constants as _constants
-from asyncio import futures as _futures
 from asyncio import selector_events as _selector_events
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
+
+from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
 
 cdef extern from "Python.h":
     object PyObject_VectorcallMethod(object name, PyObject **args, size_t nargsf,
@@ -69,9 +70,7 @@ cdef extern from "dgramio.h" nogil:
     size_t evd_sun_path_len(const evd_addr *a)
 
 cdef object TransportSocket = _trsock.TransportSocket
-cdef object _set_result_unless_cancelled = _futures._set_result_unless_cancelled
 cdef object logger = _base_events.logger
-cdef int LOG_THRESHOLD_FOR_CONNLOST_WRITES = _constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef int AF_INET = socket.AF_INET
 cdef int AF_INET6 = socket.AF_INET6
 cdef int AF_UNIX = socket.AF_UNIX
@@ -199,26 +198,20 @@ cdef bytes ascii_or_none(str host):
         return None
 
 
-cdef class DgramConn(FdOwner):
-    cdef CoreLoop loop
+cdef class DgramConn(FlowConn):
+    """A datagram socket's owner. FlowConn's byte queue stays empty: the
+    output is `buffer`, datagrams with their addresses, accounted as the
+    stock transport does (output_size)."""
     cdef object sock                 # the Python socket (None once closed)
     cdef int family
-    cdef object protocol
-    cdef readonly object transport   # the DgramTransport the protocol sees
     cdef object address              # the remote address given at creation
     cdef object peername
     cdef bint use_send               # connected: send() rather than sendto()
     cdef bint send_unnamed           # connected to an unnamed peer (see sendto)
     cdef bint python_io              # a socket subclass: its own methods do the I/O
-    cdef bint started
-    cdef bint paused
-    cdef bint closing
-    cdef bint closed
-    cdef int conn_lost
     cdef object buffer               # deque of (bytes, addr) the kernel refused
     cdef Py_ssize_t buffer_size      # as the stock get_write_buffer_size()
-    cdef bint writing
-    cdef object ctx_made, ctx_io, ctx_write
+    cdef object ctx_io, ctx_write
     cdef RxBuffer rxbuf
     cdef evd_addr rx_last            # the last sender seen, and its Python form
     cdef object rx_last_obj
@@ -228,7 +221,6 @@ cdef class DgramConn(FdOwner):
     cdef bint rx_batches             # read batches (recvmmsg), not one datagram
     cdef int rx_singles              # single reads in a row that found a datagram
     cdef bint has_address            # a remote address was given at creation
-    cdef dict extra
 
     cdef int init(self, CoreLoop loop, sock, protocol, address, extra) except -1:
         self.loop = loop
@@ -267,27 +259,12 @@ cdef class DgramConn(FdOwner):
         loop.register(self, 0)
         return 0
 
-    def _start(self, waiter):
-        try:
-            PyContext_Enter(self.ctx_made)
-            try:
-                self.protocol.connection_made(self.transport)
-            finally:
-                PyContext_Exit(self.ctx_made)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.report_to_loop('Exception in callback protocol.connection_made()', exc)
-        self.started = True
-        self.update_interest()
-        if waiter is not None:
-            _set_result_unless_cancelled(waiter, None)
-
     cdef int update_interest(self) except -1:
         cdef unsigned int mask = 0
         if self.closed:
             return 0
-        if self.started and not (self.paused or self.closing):
+        # datagrams read before a pause_reading() go first (_deliver_pending)
+        if self.started and not (self.paused or self.closing or self.pending):
             mask |= EVP_READ
         if self.writing:
             mask |= EVP_WRITE
@@ -465,9 +442,7 @@ cdef class DgramConn(FdOwner):
                 raise ValueError(f'Invalid address: must be None or {self.address}')
             addr = self.address
         if self.conn_lost and self.has_address:
-            if self.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning('socket.send() raised exception.')
-            self.conn_lost += 1
+            self.lost_write('socket.send() raised exception.')
             return
         if not self.buffer:
             if self.send_one(data, addr) != REFUSED:
@@ -476,7 +451,7 @@ cdef class DgramConn(FdOwner):
         data = bytes(data)
         self.buffer.append((data, addr))
         self.buffer_size += len(data) + PUSH_OVERHEAD
-        self.transport._maybe_pause_protocol()
+        self.maybe_pause_protocol()
 
     cdef int send_one(self, data, addr) except -1:
         """Send one datagram now: SENT, REFUSED (EAGAIN: to be queued) or
@@ -597,66 +572,56 @@ cdef class DgramConn(FdOwner):
                 break
             if r == FAILED:
                 return 0        # the stock writer stops here (still watching)
-        self.transport._maybe_resume_protocol()         # may queue more
+        self.maybe_resume_protocol()                    # may queue more
         if not self.buffer:
             self.stop_writing()
             if self.closing:
                 self.call_connection_lost(None)
         return 0
 
-    # -- actions
+    # -- FlowConn's steps, over the datagram queue
 
-    cdef int close(self) except -1:
-        if self.closing:
-            return 0
-        self.closing = True
-        self.pending = None
-        self.update_interest()
-        if not self.buffer:
-            self.conn_lost += 1
-            self.stop_writing()
-            self.loop.call_soon(self._call_connection_lost, None)
-        return 0
+    cdef Py_ssize_t output_size(self):
+        return self.buffer_size
 
-    cdef int fatal_error(self, exc, str message) except -1:
-        if isinstance(exc, OSError):
-            if self.loop._debug:
-                logger.debug("%r: %s", self.transport, message, exc_info=True)
-        else:
-            self.report_to_loop(message, exc)
-        return self.force_close(exc)
+    cdef bint has_output(self):
+        return bool(self.buffer)
 
-    cdef int force_close(self, exc) except -1:
-        if self.conn_lost:
-            return 0
+    cdef int drop_output(self) except -1:
         if self.buffer:
             self.buffer.clear()
             if BUFFER_SUMMED:
                 self.buffer_size = 0
-            self.stop_writing()
-        self.closing = True
-        self.pending = None
-        self.update_interest()
-        self.conn_lost += 1
-        self.loop.call_soon(self._call_connection_lost, exc)
+            self.ctx_write = None
         return 0
+
+    cdef int reading_resumed(self) except -1:
+        if self.pending:
+            self.loop.call_soon(self._deliver_pending, context=self.ctx_io)
+        return 0
+
+    cdef int close(self) except -1:
+        if not self.closing:
+            self.pending = None         # read, but never to be delivered
+        return FlowConn.close(self)
+
+    cdef int drained_close(self) except -1:
+        self.conn_lost += 1             # later sendto()s are dropped and counted
+        return self.stop_writing()
+
+    cdef int force_close(self, exc) except -1:
+        if self.conn_lost:
+            return 0
+        self.conn_lost += 1
+        self.pending = None
+        return FlowConn.force_close(self, exc)
 
     def _force_close(self, exc):
         self.force_close(exc)
 
-    def _call_connection_lost(self, exc):
-        self.call_connection_lost(exc)
-
-    cdef int call_connection_lost(self, exc) except -1:
-        if self.closed:
-            return 0
-        try:
-            if self.protocol is not None:
-                self.protocol.connection_lost(exc)
-        finally:
-            self.close_socket()
-            self.protocol = None
-        return 0
+    cdef int release(self) except -1:
+        self.close_socket()
+        return FlowConn.release(self)
 
     cdef int close_socket(self) except -1:
         # out of the fd table first: the number may be reused once closed
@@ -679,14 +644,18 @@ _DatagramBase = (_transports.DatagramTransport if issubclass(
     else _transports.BaseTransport)         # in the MRO already: no change
 
 
-class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
+# 3.10's has no pause/resume_reading, is_reading (3.11 added them)
+_ReadBase = (ReadFlowTransport,) if 'pause_reading' in vars(
+    _selector_events._SelectorTransport) else ()
+
+
+class DgramTransport(ConnTransport, *_ReadBase, WriteFlowTransport,
+                     _transports._FlowControlMixin, _DatagramBase):
     """asyncio.DatagramTransport over a UDP or Unix datagram socket."""
 
     def __init__(self, conn):
         self._conn = conn
         self._extra = (<DgramConn>conn).extra
-        self._protocol_paused = False
-        self._set_write_buffer_limits()
         # the hot call goes straight to the compiled method
         self.sendto = conn.sendto
 
@@ -701,40 +670,6 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
 
     def abort(self):
         (<DgramConn>self._conn).force_close(None)
-
-    def is_closing(self):
-        return (<DgramConn>self._conn).closing
-
-    def is_reading(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        return not c.closing and not c.paused
-
-    def pause_reading(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        if c.closing or c.paused:
-            return
-        c.paused = True
-        c.update_interest()
-        if c.loop._debug:
-            logger.debug("%r pauses reading", self)
-
-    def resume_reading(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        if c.closing or not c.paused:
-            return
-        c.paused = False
-        if c.pending:
-            c.loop.call_soon(c._deliver_pending, context=c.ctx_io)
-        else:
-            c.update_interest()
-        if c.loop._debug:
-            logger.debug("%r resumes reading", self)
-
-    def set_protocol(self, protocol):
-        (<DgramConn>self._conn).protocol = protocol
-
-    def get_protocol(self):
-        return (<DgramConn>self._conn).protocol
 
     # -- what stock code (and _FlowControlMixin) expects
 
@@ -757,12 +692,7 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
 
     def __repr__(self):
         cdef DgramConn c = <DgramConn>self._conn
-        info = [type(self).__name__]
-        if c.closed:
-            info.append('closed')
-        elif c.closing:
-            info.append('closing')
-        info.append(f'fd={c.fd}')
+        info = c.repr_info(type(self).__name__)
         if not c.closed and not c.loop._closed:
             info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
             state = 'polling' if c.mask & EVP_WRITE else 'idle'
@@ -774,11 +704,6 @@ class DgramTransport(_transports._FlowControlMixin, _DatagramBase):
         if not c.closed:
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
             c.close_socket()
-
-
-# 3.10's has no pause/resume_reading, is_reading (3.11 added them)
-if 'pause_reading' not in vars(_selector_events._SelectorTransport):
-    del DgramTransport.pause_reading, DgramTransport.resume_reading, DgramTransport.is_reading
 
 
 def supports(sock):

@@ -1,8 +1,9 @@
 # Layer 3: what every transport's fd owner shares (_flow.pyx): the protocol and
 # its transport, connection_made in its own context, the output queue and
 # asyncio's write flow control, the close once the output is flushed, the
-# fatal error and connection_lost. StreamConn (_streamconn.pyx) and the pipe
-# ends (_pipe.pyx) derive from it.
+# fatal error and connection_lost. StreamConn (_streamconn.pyx), the pipe
+# ends (_pipe.pyx) and DgramConn (_dgram.pyx, whose output is a queue of
+# datagrams: see output_size) derive from it.
 from evioloop.core._core cimport CoreLoop, FdOwner
 from evioloop.transports._outq cimport OutQueue
 
@@ -24,6 +25,9 @@ cdef class FlowConn(FdOwner):
     cdef dict extra
 
     cdef int update_interest(self) except -1
+    cdef Py_ssize_t output_size(self)
+    cdef bint has_output(self)
+    cdef int drop_output(self) except -1
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1
     cdef int reading_resumed(self) except -1

@@ -41,6 +41,23 @@ cdef class FlowConn(FdOwner):
     cdef int update_interest(self) except -1:
         return 0
 
+    # -- the output, as flow control and close see it: the byte queue here;
+    # a datagram transport keeps its own queue and overrides these
+
+    cdef Py_ssize_t output_size(self):
+        """What get_write_buffer_size() reports, against the water marks."""
+        return self.outq.size
+
+    cdef bint has_output(self):
+        """Something is queued: close() waits for it."""
+        return self.outq.size != 0
+
+    cdef int drop_output(self) except -1:
+        """Drop what is queued (an abort, a fatal error)."""
+        if self.outq.size:
+            outq_clear(&self.outq)
+        return 0
+
     cdef int set_protocol(self, protocol) except -1:
         self.protocol = protocol
         return 0
@@ -113,7 +130,7 @@ cdef class FlowConn(FdOwner):
         if self.closing:
             return 0
         self.closing = True
-        if self.outq.size:
+        if self.has_output():
             return self.update_interest()   # the write step ends it
         self.drained_close()
         self.update_interest()
@@ -144,8 +161,7 @@ cdef class FlowConn(FdOwner):
     cdef int force_close(self, exc) except -1:
         """Drop the output; connection_lost(exc) in the next step."""
         self.closing = True
-        if self.outq.size:
-            outq_clear(&self.outq)
+        self.drop_output()
         self.writing = False
         self.update_interest()
         self.loop.call_soon(self._call_connection_lost, exc)
@@ -172,13 +188,13 @@ cdef class FlowConn(FdOwner):
     # -- flow control: asyncio's _FlowControlMixin
 
     cdef int maybe_pause_protocol(self) except -1:
-        if self.outq.size <= self.high_water or self.protocol_paused:
+        if self.output_size() <= self.high_water or self.protocol_paused:
             return 0
         self.protocol_paused = True
         return self.tell_protocol('pause_writing')
 
     cdef int maybe_resume_protocol(self) except -1:
-        if not self.protocol_paused or self.outq.size > self.low_water:
+        if not self.protocol_paused or self.output_size() > self.low_water:
             return 0
         self.protocol_paused = False
         return self.tell_protocol('resume_writing')
@@ -273,6 +289,15 @@ class WriteFlowTransport:
     @property
     def _protocol_paused(self):
         return (<FlowConn>self._conn).protocol_paused
+
+    # the stock _FlowControlMixin's marks, read by stock code and tests
+    @property
+    def _high_water(self):
+        return (<FlowConn>self._conn).high_water
+
+    @property
+    def _low_water(self):
+        return (<FlowConn>self._conn).low_water
 
     def set_write_buffer_limits(self, high=None, low=None):
         (<FlowConn>self._conn).set_limits(high, low)

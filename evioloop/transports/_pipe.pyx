@@ -410,14 +410,6 @@ class WritePipeTransport(PipeTransport, WriteFlowTransport, _transports._FlowCon
     def __init__(self, conn):
         self._conn = conn
 
-    @property
-    def _high_water(self):
-        return (<WritePipe>self._conn).high_water
-
-    @property
-    def _low_water(self):
-        return (<WritePipe>self._conn).low_water
-
     def write(self, data):
         (<WritePipe>self._conn).write(data)
 

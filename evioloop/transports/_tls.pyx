@@ -225,25 +225,32 @@ cdef int read_copied_step(ProtocolFields self) except -1:
     return 0
 
 
-cdef int write_one(ProtocolFields self, data) except -1:
-    # SSLProtocol._write_appdata((data,))
-    cdef Py_ssize_t count, data_len
+cdef int write_appdata(ProtocolFields self, list_of_data) except -1:
+    # SSLProtocol._write_appdata
     state = self._state
     if state is FLUSHING or state is SHUTDOWN or state is UNWRAPPED:
         if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
             logger.warning('SSL connection is closed')
         self._conn_lost += 1
         return 0
-    if state is not WRAPPED or self._write_backlog:
-        # behind the handshake or earlier data: the stock path
-        self._write_backlog.append(data)
+    backlog = self._write_backlog
+    for data in list_of_data:
+        backlog.append(data)
         self._write_buffer_size += len(data)
-        try:
-            if state is WRAPPED:
-                do_write(self)
-        except Exception as ex:
-            self._fatal_error(ex, 'Fatal error on SSL protocol')
-        return 0
+    try:
+        if self._state is WRAPPED:     # read again, as stock: list_of_data may be any iterable
+            do_write(self)
+    except Exception as ex:
+        self._fatal_error(ex, 'Fatal error on SSL protocol')
+    return 0
+
+
+cdef int write_one(ProtocolFields self, data) except -1:
+    # SSLProtocol._write_appdata((data,)), without the backlog when it is empty
+    cdef Py_ssize_t count, data_len
+    if self._state is not WRAPPED or self._write_backlog:
+        # closed, behind the handshake or behind earlier data: the stock steps
+        return write_appdata(self, (data,))
     # Nothing queued: encrypt at once. Going through the backlog would leave
     # it and the buffer size as they are now, so skipping it is invisible.
     try:
@@ -406,21 +413,7 @@ class SSLProtocol(ProtocolFields, _SSLProtocol or object):
     # -- outgoing flow
 
     def _write_appdata(self, list_of_data):
-        state = self._state
-        if state is FLUSHING or state is SHUTDOWN or state is UNWRAPPED:
-            if self._conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning('SSL connection is closed')
-            self._conn_lost += 1
-            return
-        backlog = self._write_backlog
-        for data in list_of_data:
-            backlog.append(data)
-            self._write_buffer_size += len(data)
-        try:
-            if self._state is WRAPPED:
-                do_write(<ProtocolFields>self)
-        except Exception as ex:
-            self._fatal_error(ex, 'Fatal error on SSL protocol')
+        write_appdata(<ProtocolFields>self, list_of_data)
 
     def _do_write(self):
         do_write(<ProtocolFields>self)

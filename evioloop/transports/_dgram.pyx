@@ -26,13 +26,13 @@ from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_C
 import collections
 import socket
 import sys
-import warnings
 from asyncio import base_events as _base_events
 from asyncio import selector_events as _selector_events
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
-from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
+from evioloop.transports._flow import (ConnTransport, ReadFlowTransport, SocketTransport,
+                                       WriteFlowTransport)
 
 cdef extern from "Python.h":
     object PyObject_VectorcallMethod(object name, PyObject **args, size_t nargsf,
@@ -619,11 +619,7 @@ cdef class DgramConn(FlowConn):
     def _force_close(self, exc):
         self.force_close(exc)
 
-    cdef int release(self) except -1:
-        self.close_socket()
-        return FlowConn.release(self)
-
-    cdef int close_socket(self) except -1:
+    cdef int close_now(self) except -1:
         # out of the fd table first: the number may be reused once closed
         if self.closed:
             return 0
@@ -649,7 +645,7 @@ _ReadBase = (ReadFlowTransport,) if 'pause_reading' in vars(
     _selector_events._SelectorTransport) else ()
 
 
-class DgramTransport(ConnTransport, *_ReadBase, WriteFlowTransport,
+class DgramTransport(SocketTransport, ConnTransport, *_ReadBase, WriteFlowTransport,
                      _transports._FlowControlMixin, _DatagramBase):
     """asyncio.DatagramTransport over a UDP or Unix datagram socket."""
 
@@ -684,26 +680,8 @@ class DgramTransport(ConnTransport, *_ReadBase, WriteFlowTransport,
     _conn_lost = property(lambda self: (<DgramConn>self._conn).conn_lost)
     _buffer = property(lambda self: (<DgramConn>self._conn).buffer)
 
-    def _force_close(self, exc):
-        (<DgramConn>self._conn).force_close(exc)
-
     def _fatal_error(self, exc, message='Fatal error on transport'):
         (<DgramConn>self._conn).fatal_error(exc, message)
-
-    def __repr__(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        info = c.repr_info(type(self).__name__)
-        if not c.closed and not c.loop._closed:
-            info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
-            state = 'polling' if c.mask & EVP_WRITE else 'idle'
-            info.append(f'write=<{state}, bufsize={c.buffer_size}>')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self):
-        cdef DgramConn c = <DgramConn>self._conn
-        if not c.closed:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            c.close_socket()
 
 
 def supports(sock):

@@ -41,6 +41,7 @@ cdef class FlowConn(FdOwner):
     cdef int force_close(self, exc) except -1
     cdef int call_connection_lost(self, exc) except -1
     cdef int release(self) except -1
+    cdef int close_now(self) except -1
     cdef int maybe_pause_protocol(self) except -1
     cdef int maybe_resume_protocol(self) except -1
     cdef int tell_protocol(self, str what) except -1

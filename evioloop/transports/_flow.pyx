@@ -7,17 +7,20 @@ is: connection_made in the context the transport was made in, the output
 queue with asyncio's water marks (`_FlowControlMixin`: pause_writing above the
 high mark, resume_writing at or below the low one, a failing one reported, not
 fatal), the close that waits for the output to drain, the fatal error that
-drops it, and connection_lost, after which the subclass closes its fd
-(`release`).
+drops it, and connection_lost, after which `release` closes the fd through
+the subclass's `close_now` (a socket, a pipe).
 
 It also keeps pause_reading/resume_reading, and the start of the transports'
 repr. `ConnTransport`, `ReadFlowTransport` and `WriteFlowTransport` are the
 Python face of the same state, mixed into the asyncio transport classes the
-protocols see.
+protocols see; `SocketTransport` adds what the stream and datagram transports
+show alike (the stock _SelectorTransport's repr and ResourceWarning).
 """
+from evioloop._poller cimport EVP_READ, EVP_WRITE
 from evioloop.transports._outq cimport outq_clear, outq_free
 from evioloop.core._context cimport PyContext_Enter, PyContext_Exit
 
+import warnings
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import futures as _futures
@@ -181,9 +184,15 @@ cdef class FlowConn(FdOwner):
         return 0
 
     cdef int release(self) except -1:
-        """After connection_lost: close the fd (the subclass) and drop the protocol."""
+        """After connection_lost: close the fd and drop the protocol."""
+        self.close_now()
         self.protocol = None
         return 0
+
+    cdef int close_now(self) except -1:
+        """Close the fd now, without a callback (release, an unclosed transport
+        collected). Each kind of fd owner closes its own object: a socket, a pipe."""
+        raise NotImplementedError
 
     # -- flow control: asyncio's _FlowControlMixin
 
@@ -305,3 +314,28 @@ class WriteFlowTransport:
     def get_write_buffer_limits(self):
         cdef FlowConn c = <FlowConn>self._conn
         return (c.low_water, c.high_water)
+
+
+class SocketTransport:
+    """What the stream and datagram transports share: the stock
+    _SelectorTransport's repr, its ResourceWarning, its _force_close."""
+
+    __slots__ = ()
+
+    def _force_close(self, exc):
+        (<FlowConn>self._conn).force_close(exc)
+
+    def __repr__(self):
+        cdef FlowConn c = <FlowConn>self._conn
+        info = c.repr_info(type(self).__name__)
+        if not c.closed and not c.loop._closed:
+            info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
+            state = 'polling' if c.mask & EVP_WRITE else 'idle'
+            info.append(f'write=<{state}, bufsize={c.output_size()}>')
+        return '<{}>'.format(' '.join(info))
+
+    def __del__(self):
+        cdef FlowConn c = <FlowConn>self._conn
+        if not c.closed:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            c.close_now()

@@ -124,11 +124,7 @@ cdef class PipeEnd(FlowConn):
         })
         return 0
 
-    cdef int release(self) except -1:
-        self.close_pipe()
-        return FlowConn.release(self)
-
-    cdef int close_pipe(self) except -1:
+    cdef int close_now(self) except -1:
         # out of the fd table and the kernel queue first, then closed: the fd
         # number may be reused the moment it is closed
         if self.closed or self.loop is None:    # closed, or never opened
@@ -140,7 +136,7 @@ cdef class PipeEnd(FlowConn):
         return 0
 
     def _close_pipe(self):
-        self.close_pipe()
+        self.close_now()
 
 
 cdef class ReadPipe(PipeEnd):
@@ -248,7 +244,7 @@ class PipeTransport(ConnTransport):
         cdef PipeEnd c = <PipeEnd>self._conn
         if c.pipe is not None and not c.closed:
             warnings.warn(f'unclosed transport {self!r}', ResourceWarning, source=self)
-            c.close_pipe()
+            c.close_now()
 
 
 class ReadPipeTransport(PipeTransport, ReadFlowTransport, _transports.ReadTransport):

@@ -41,6 +41,6 @@ cdef class StreamConn(FlowConn):
     cdef int abort(self) except -1
     cdef int force_close(self, exc) except -1
     cdef int release(self) except -1
-    cdef int close_socket(self) except -1
+    cdef int close_now(self) except -1
     cdef object socket_object(self)
     cdef object extra_info(self, str name, default)

@@ -37,14 +37,14 @@ from evioloop.core._context cimport PyContext_Enter, PyContext_Exit, PyContext_C
 
 import inspect
 import socket
-import warnings
 from asyncio import base_events as _base_events
 from asyncio import constants as _constants
 from asyncio import protocols as _protocols
 from asyncio import transports as _transports
 from asyncio import trsock as _trsock
 
-from evioloop.transports._flow import ConnTransport, ReadFlowTransport, WriteFlowTransport
+from evioloop.transports._flow import (ConnTransport, ReadFlowTransport, SocketTransport,
+                                       WriteFlowTransport)
 
 
 # a bytearray/memoryview write this large, with nothing queued, is sent from
@@ -403,7 +403,6 @@ cdef class StreamConn(FlowConn):
         return FlowConn.force_close(self, exc)
 
     cdef int release(self) except -1:
-        self.close_socket()
         FlowConn.release(self)
         self.proto_data_received = None
         self.proto_get_buffer = self.proto_buffer_updated = None
@@ -418,7 +417,7 @@ cdef class StreamConn(FlowConn):
                 ConnectionError("Connection is closed by peer"))
         return 0
 
-    cdef int close_socket(self) except -1:
+    cdef int close_now(self) except -1:
         # out of the fd table and the kernel queue first, then closed: the fd
         # number may be reused the moment it is closed
         if self.closed:
@@ -471,8 +470,8 @@ cdef class StreamConn(FlowConn):
         return f'<StreamConn fd={self.fd} mask={self.mask}>'
 
 
-class StreamTransport(ConnTransport, ReadFlowTransport, WriteFlowTransport,
-                      _transports._FlowControlMixin):
+class StreamTransport(SocketTransport, ConnTransport, ReadFlowTransport,
+                      WriteFlowTransport, _transports._FlowControlMixin):
     """asyncio.Transport over a TCP or Unix stream socket.
 
     A _FlowControlMixin, as the stock socket transport, because asyncio's
@@ -539,24 +538,6 @@ class StreamTransport(ConnTransport, ReadFlowTransport, WriteFlowTransport,
 
     def _reset_empty_waiter(self):
         (<StreamConn>self._conn).empty_waiter = None
-
-    def _force_close(self, exc):
-        (<StreamConn>self._conn).force_close(exc)
-
-    def __repr__(self):
-        cdef StreamConn c = <StreamConn>self._conn
-        info = c.repr_info(type(self).__name__)
-        if not c.closed and not c.loop._closed:
-            info.append('read=polling' if c.mask & EVP_READ else 'read=idle')
-            state = 'polling' if c.mask & EVP_WRITE else 'idle'
-            info.append(f'write=<{state}, bufsize={c.outq.size}>')
-        return '<{}>'.format(' '.join(info))
-
-    def __del__(self):
-        cdef StreamConn c = <StreamConn>self._conn
-        if not c.closed:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            c.close_socket()
 
 
 def make_stream_transport(CoreLoop loop, sock, protocol, waiter=None, extra=None, server=None):

@@ -283,6 +283,18 @@ class Pair:
     path = None            # Unix socket path
 
 
+def keeping(make):
+    """A protocol factory that calls make() and keeps what it made, in order:
+    (factory, made)."""
+    made = []
+
+    def factory():
+        p = make()
+        made.append(p)
+        return p
+    return factory, made
+
+
 @contextlib.asynccontextmanager
 async def connected_pair(family, server_factory, client_factory, *, small_buffers=False):
     """Serve with `server_factory`, connect with `client_factory`, yield a Pair.

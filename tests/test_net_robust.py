@@ -15,7 +15,8 @@ import struct
 import pytest
 
 from net_helpers import (
-    LOOP_KINDS, Recorder, fd_targets, loop_errors, open_fds, pattern, port_of, run,
+    LOOP_KINDS, Recorder, fd_targets, keeping, loop_errors, open_fds, pattern, port_of,
+    run,
     spin, until,
 )
 
@@ -295,12 +296,7 @@ def test_peer_that_never_reads_pauses_the_protocol(kind, high):
 
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = Firehose(chunk, high)
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(lambda: Firehose(chunk, high))
 
         server = await loop.create_server(factory, '127.0.0.1', 0)
         peer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -347,12 +343,7 @@ def test_accept_survives_running_out_of_fds(kind):
 
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = EchoServer()
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(EchoServer)
 
         server = await loop.create_server(factory, '127.0.0.1', 0, backlog=100)
         addr = ('127.0.0.1', port_of(server))

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from net_helpers import (
-    LOOP_KINDS, PY313, Recorder, has_ipv6_loopback, port_of, run, spin, until,
+    LOOP_KINDS, PY313, Recorder, has_ipv6_loopback, keeping, port_of, run, spin, until,
 )
 
 # Server.wait_closed() waits for the connections to go since 3.12.1; before,
@@ -192,12 +192,7 @@ def test_serve_forever_and_its_cancellation(kind):
 def test_close_and_wait_closed(kind):
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = Echo()
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(Echo)
 
         server = await loop.create_server(factory, '127.0.0.1', 0)
         addr = server.sockets[0].getsockname()
@@ -252,12 +247,7 @@ def test_server_close_clients_and_abort_clients(kind, how):
 
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = Recorder()
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(Recorder)
 
         server = await loop.create_server(factory, '127.0.0.1', 0)
         addr = server.sockets[0].getsockname()
@@ -296,12 +286,7 @@ def test_server_close_clients_and_abort_clients(kind, how):
 def test_create_server_keep_alive(kind):
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = Echo()
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(Echo)
 
         server = await loop.create_server(factory, '127.0.0.1', 0, keep_alive=True)
         try:

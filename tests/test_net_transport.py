@@ -14,7 +14,7 @@ import pytest
 
 from net_helpers import (
     LOOP_KINDS, Recorder, check_callback_order, connected_pair, has_ipv6_loopback,
-    pattern, run, spin, until,
+    keeping, pattern, run, spin, until,
 )
 
 FAMILIES = ['tcp', 'unix']
@@ -317,12 +317,7 @@ def test_addresses_still_known_after_connection_lost(kind, how):
 
     async def main():
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def factory():
-            p = Recorder()
-            sprotos.append(p)
-            return p
+        factory, sprotos = keeping(Recorder)
 
         server = await loop.create_server(factory, '127.0.0.1', 0)
         addr = server.sockets[0].getsockname()
@@ -821,12 +816,7 @@ def test_exception_in_a_protocol_callback_goes_to_the_handler(kind, case):
     async def main():
         from net_helpers import loop_errors
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def sfactory():
-            p = factory()
-            sprotos.append(p)
-            return p
+        sfactory, sprotos = keeping(factory)
 
         server = await loop.create_server(sfactory, '127.0.0.1', 0)
         addr = server.sockets[0].getsockname()
@@ -904,12 +894,7 @@ def test_exception_in_a_buffered_protocol_goes_to_the_handler(kind, where):
     async def main():
         from net_helpers import loop_errors
         loop = asyncio.get_running_loop()
-        sprotos = []
-
-        def sfactory():
-            p = BufferedRaiser(where)
-            sprotos.append(p)
-            return p
+        sfactory, sprotos = keeping(lambda: BufferedRaiser(where))
 
         server = await loop.create_server(sfactory, '127.0.0.1', 0)
         addr = server.sockets[0].getsockname()

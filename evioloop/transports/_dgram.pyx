@@ -616,9 +616,6 @@ cdef class DgramConn(FlowConn):
         self.pending = None
         return FlowConn.force_close(self, exc)
 
-    def _force_close(self, exc):
-        self.force_close(exc)
-
     cdef int close_now(self) except -1:
         # out of the fd table first: the number may be reused once closed
         if self.closed:

@@ -1,14 +1,14 @@
 # cython: language_level=3
-"""Layer 3: the part of a transport's fd owner that streams and pipes share.
+"""Layer 3: what the fd owners of streams, datagrams and pipes share.
 
-`FlowConn` is the cdef base of `StreamConn` (_streamconn.pyx) and of the pipe
-ends (_pipe.pyx). It keeps what asyncio's transports agree on, whatever the fd
-is: connection_made in the context the transport was made in, the output
-queue with asyncio's water marks (`_FlowControlMixin`: pause_writing above the
-high mark, resume_writing at or below the low one, a failing one reported, not
-fatal), the close that waits for the output to drain, the fatal error that
-drops it, and connection_lost, after which `release` closes the fd through
-the subclass's `close_now` (a socket, a pipe).
+`FlowConn` is the cdef base of `StreamConn` (_streamconn.pyx), `DgramConn`
+(_dgram.pyx) and the pipe ends (_pipe.pyx). It keeps what asyncio's transports
+agree on, whatever the fd is: connection_made in the context the transport was
+made in, the output queue with asyncio's water marks (`_FlowControlMixin`:
+pause_writing above the high mark, resume_writing at or below the low one, a
+failing one reported, not fatal), the close that waits for the output to
+drain, the fatal error that drops it, and connection_lost, after which
+`release` closes the fd through the subclass's `close_now` (a socket, a pipe).
 
 It also keeps pause_reading/resume_reading, and the start of the transports'
 repr. `ConnTransport`, `ReadFlowTransport` and `WriteFlowTransport` are the

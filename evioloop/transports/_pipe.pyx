@@ -135,9 +135,6 @@ cdef class PipeEnd(FlowConn):
             self.pipe.close()
         return 0
 
-    def _close_pipe(self):
-        self.close_now()
-
 
 cdef class ReadPipe(PipeEnd):
     cdef object proto_data_received
